@@ -1,0 +1,720 @@
+// Unit tests for storage::KeyStore and the record encoding, against a real RocksDB in a
+// temporary directory. Arc scans are checked against an oracle built from NodeId::hash and
+// in_open_closed.
+#include "storage/key_store.hpp"
+
+#include <gtest/gtest.h>
+#include <rocksdb/db.h>
+#include <rocksdb/options.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "chord/node_id.hpp"
+#include "storage/record.hpp"
+
+namespace chordkv::storage {
+namespace {
+
+namespace fs = std::filesystem;
+using chord::NodeId;
+
+class KeyStoreTest : public ::testing::Test {
+protected:
+    void SetUp() override {
+        const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+        dir_ = fs::temp_directory_path() /
+               ("chordkv_key_store_test_" + std::string(info->name()) + "_" +
+                std::to_string(::getpid()) + "_" + std::to_string(std::random_device{}()));
+        fs::create_directories(dir_);
+        open_store();
+    }
+
+    void TearDown() override {
+        store_.reset();
+        std::error_code ec;
+        fs::remove_all(dir_, ec);
+    }
+
+    std::string db_path() const { return (dir_ / "db").string(); }
+
+    void open_store(const KeyStoreOptions& options = {}) {
+        auto opened = KeyStore::open(db_path(), options);
+        ASSERT_TRUE(opened) << opened.error().message();
+        store_ = std::move(*opened);
+    }
+
+    // Closes the store and writes `key -> value` straight into a column family with a
+    // separate RocksDB handle, as a broken disk or another program would.
+    void write_raw(const std::string& key, const std::string& value,
+                   const std::string& column_family = rocksdb::kDefaultColumnFamilyName) {
+        store_.reset();
+        std::vector<rocksdb::ColumnFamilyDescriptor> descriptors{
+            {rocksdb::kDefaultColumnFamilyName, rocksdb::ColumnFamilyOptions()},
+            {"meta", rocksdb::ColumnFamilyOptions()},
+        };
+        std::vector<rocksdb::ColumnFamilyHandle*> handles;
+        rocksdb::DB* db = nullptr;
+        rocksdb::Status status =
+            rocksdb::DB::Open(rocksdb::DBOptions(), db_path(), descriptors, &handles, &db);
+        ASSERT_TRUE(status.ok()) << status.ToString();
+        auto* cf = column_family == "meta" ? handles[1] : handles[0];
+        status = db->Put(rocksdb::WriteOptions(), cf, key, value);
+        EXPECT_TRUE(status.ok()) << status.ToString();
+        for (auto* handle : handles) EXPECT_TRUE(db->DestroyColumnFamilyHandle(handle).ok());
+        delete db;
+        open_store();
+    }
+
+    // Every entry of the arc, fetched `batch_keys_max` at a time, checking each batch's
+    // contract on the way.
+    std::vector<Entry> scan_all(const NodeId& from, const NodeId& to, std::size_t batch_keys_max,
+                                const Snapshot* snapshot = nullptr,
+                                std::size_t batch_bytes_max = kScanBatchBytesMaxDefault) {
+        std::vector<Entry> out;
+        std::optional<std::string> resume;
+        for (int batches = 0; batches < 100'000; ++batches) {
+            auto batch = store_->scan(from, to, batch_keys_max, resume, snapshot, batch_bytes_max);
+            if (!batch) {
+                ADD_FAILURE() << batch.error().message();
+                return out;
+            }
+            EXPECT_LE(batch->entries.size(), batch_keys_max);
+            // A non-null resume_after promises more entries, so no batch before the last is
+            // empty.
+            if (batch->resume_after) {
+                EXPECT_FALSE(batch->entries.empty());
+            }
+            for (auto& entry : batch->entries) out.push_back(std::move(entry));
+            resume = batch->resume_after;
+            if (!resume) return out;
+            EXPECT_EQ(*resume, encode_data_key(out.back().key_id, out.back().key));
+        }
+        ADD_FAILURE() << "scan did not finish";
+        return out;
+    }
+
+    fs::path dir_;
+    std::unique_ptr<KeyStore> store_;
+};
+
+std::vector<std::string> keys_of(const std::vector<Entry>& entries) {
+    std::vector<std::string> keys;
+    for (const auto& entry : entries) keys.push_back(entry.key);
+    return keys;
+}
+
+// The keys of `all` whose id lies in (from, to], in ring order starting just after `from`.
+std::vector<std::string> oracle_arc(const std::vector<std::string>& all, const NodeId& from,
+                                    const NodeId& to) {
+    std::vector<std::pair<NodeId, std::string>> in_arc;
+    for (const auto& key : all) {
+        NodeId id = NodeId::hash(key);
+        if (chord::in_open_closed(id, from, to)) in_arc.emplace_back(id, key);
+    }
+    // Distance from from+1 puts from+1 first and `from` itself (whole ring) last.
+    const NodeId start = from.next();
+    std::sort(in_arc.begin(), in_arc.end(), [&](const auto& x, const auto& y) {
+        NodeId dx = chord::distance(start, x.first);
+        NodeId dy = chord::distance(start, y.first);
+        if (dx != dy) return dx < dy;
+        return x.second < y.second;
+    });
+    std::vector<std::string> keys;
+    for (auto& [id, key] : in_arc) keys.push_back(std::move(key));
+    return keys;
+}
+
+// --- record encoding ---------------------------------------------------------------------
+
+TEST(RecordTest, EncodingMatchesGoldenBytes) {
+    using namespace std::string_literals;
+    EXPECT_EQ(encode_record(0x0102030405060708, false, "v"),
+              "\x01\x02\x03\x04\x05\x06\x07\x08\x00v"s);
+    EXPECT_EQ(encode_record(7, true, "ignored"), "\x00\x00\x00\x00\x00\x00\x00\x07\x01"s);
+
+    const std::string storage_key = encode_data_key("k");
+    const NodeId::Bytes id = NodeId::hash("k").bytes();
+    ASSERT_EQ(storage_key.size(), 21u);
+    EXPECT_EQ(storage_key.substr(0, 20),
+              std::string(reinterpret_cast<const char*>(id.data()), id.size()));
+    EXPECT_EQ(storage_key.substr(20), "k");
+}
+
+TEST(RecordTest, DecodeRoundTrips) {
+    auto record = decode_record(encode_record(~std::uint64_t{0}, false, "value"), "k");
+    ASSERT_TRUE(record) << record.error().message();
+    EXPECT_EQ(*record, (Record{~std::uint64_t{0}, false, "value"}));
+
+    auto tombstone = decode_record(encode_record(42, true, ""), "k");
+    ASSERT_TRUE(tombstone) << tombstone.error().message();
+    EXPECT_EQ(*tombstone, (Record{42, true, ""}));
+
+    auto key = decode_data_key(encode_data_key("some key"));
+    ASSERT_TRUE(key) << key.error().message();
+    EXPECT_EQ(key->key_id, NodeId::hash("some key"));
+    EXPECT_EQ(key->key, "some key");
+}
+
+TEST(RecordTest, MalformedBytesAreCorruption) {
+    using namespace std::string_literals;
+    auto short_record = decode_record("\x00\x01"s, "the-key");
+    ASSERT_FALSE(short_record);
+    EXPECT_EQ(short_record.error(), Errc::corruption);
+    EXPECT_NE(short_record.error().message().find("the-key"), std::string::npos);
+
+    auto unknown_flags = decode_record("\x00\x00\x00\x00\x00\x00\x00\x01\x82"s, "k");
+    ASSERT_FALSE(unknown_flags);
+    EXPECT_EQ(unknown_flags.error(), Errc::corruption);
+    EXPECT_NE(unknown_flags.error().message().find("0x82"), std::string::npos);
+
+    auto tombstone_with_value = decode_record("\x00\x00\x00\x00\x00\x00\x00\x01\x01x"s, "k");
+    ASSERT_FALSE(tombstone_with_value);
+    EXPECT_EQ(tombstone_with_value.error(), Errc::corruption);
+
+    auto short_key = decode_data_key(std::string(20, 'x'));
+    ASSERT_FALSE(short_key);
+    EXPECT_EQ(short_key.error(), Errc::corruption);
+}
+
+TEST(RecordTest, DescribeKeyEscapesAndTruncates) {
+    using namespace std::string_literals;
+    EXPECT_EQ(describe_key("a\x00\xff\"b"s), R"("a\x00\xff\x22b")");
+    const std::string described = describe_key(std::string(1000, 'z'));
+    EXPECT_NE(described.find("(1000 bytes)"), std::string::npos);
+    EXPECT_LT(described.size(), 100u);
+}
+
+// --- open --------------------------------------------------------------------------------
+
+TEST_F(KeyStoreTest, OpenUnderRegularFileIsStorageError) {
+    const fs::path file = dir_ / "plain_file";
+    std::ofstream(file) << "not a directory";
+    auto opened = KeyStore::open((file / "db").string(), KeyStoreOptions{});
+    ASSERT_FALSE(opened);
+    EXPECT_EQ(opened.error(), Errc::storage_error);
+    // RocksDB's own message is kept, after what we were doing.
+    EXPECT_NE(opened.error().detail().find("opening key store at"), std::string::npos);
+    EXPECT_NE(opened.error().detail().find("IO error"), std::string::npos)
+        << opened.error().detail();
+}
+
+TEST_F(KeyStoreTest, OpenMissingWithoutCreateIsStorageError) {
+    KeyStoreOptions options;
+    options.create_if_missing = false;
+    auto opened = KeyStore::open((dir_ / "absent").string(), options);
+    ASSERT_FALSE(opened);
+    EXPECT_EQ(opened.error(), Errc::storage_error);
+    EXPECT_FALSE(fs::exists(dir_ / "absent" / "CURRENT"));
+}
+
+TEST_F(KeyStoreTest, SecondOpenOfSamePathIsStorageError) {
+    auto second = KeyStore::open(db_path(), KeyStoreOptions{});
+    ASSERT_FALSE(second);
+    EXPECT_EQ(second.error(), Errc::storage_error);
+    EXPECT_NE(second.error().detail().find("lock"), std::string::npos) << second.error().detail();
+}
+
+// --- put / get / read / del --------------------------------------------------------------
+
+TEST_F(KeyStoreTest, PutGetReadRoundTrip) {
+    ASSERT_TRUE(store_->put("alpha", "one", 10));
+    auto value = store_->get("alpha");
+    ASSERT_TRUE(value) << value.error().message();
+    EXPECT_EQ(*value, "one");
+    auto record = store_->read("alpha");
+    ASSERT_TRUE(record) << record.error().message();
+    EXPECT_EQ(*record, (Record{10, false, "one"}));
+
+    auto missing = store_->get("beta");
+    ASSERT_FALSE(missing);
+    EXPECT_EQ(missing.error(), Errc::not_found);
+    auto missing_record = store_->read("beta");
+    ASSERT_FALSE(missing_record);
+    EXPECT_EQ(missing_record.error(), Errc::not_found);
+}
+
+TEST_F(KeyStoreTest, ValuesAndKeysAreBinarySafe) {
+    using namespace std::string_literals;
+    std::string all_bytes;
+    for (int i = 0; i < 256; ++i) all_bytes.push_back(static_cast<char>(i));
+    const std::string nul_key = "k\x00y\x00"s;
+    const std::string nul_value = "\x00\x00mid\x00"s;
+
+    ASSERT_TRUE(store_->put("all", all_bytes, 1));
+    ASSERT_TRUE(store_->put(nul_key, nul_value, 2));
+    ASSERT_TRUE(store_->put(all_bytes, "key of every byte", 3));
+    ASSERT_TRUE(store_->put("empty", "", 4));
+
+    EXPECT_EQ(store_->get("all").value(), all_bytes);
+    EXPECT_EQ(store_->get(nul_key).value(), nul_value);
+    EXPECT_EQ(store_->get(all_bytes).value(), "key of every byte");
+    EXPECT_EQ(store_->get("empty").value(), "");
+    // "k" is a prefix of nul_key but a different key.
+    EXPECT_EQ(store_->get("k").error(), Errc::not_found);
+}
+
+TEST_F(KeyStoreTest, OverwriteReplacesValueAndVersion) {
+    ASSERT_TRUE(store_->put("k", "v1", 1));
+    ASSERT_TRUE(store_->put("k", "v2", 2));
+    EXPECT_EQ(store_->read("k").value(), (Record{2, false, "v2"}));
+    // The caller decides which version wins; the store just keeps the last write.
+    ASSERT_TRUE(store_->put("k", "older", 1));
+    EXPECT_EQ(store_->read("k").value(), (Record{1, false, "older"}));
+    // A put after a delete brings the key back.
+    ASSERT_TRUE(store_->del("k", 5));
+    ASSERT_TRUE(store_->put("k", "again", 6));
+    EXPECT_EQ(store_->get("k").value(), "again");
+}
+
+TEST_F(KeyStoreTest, DeleteWritesTombstone) {
+    ASSERT_TRUE(store_->put("gone", "soon", 3));
+    ASSERT_TRUE(store_->put("stays", "here", 3));
+    ASSERT_TRUE(store_->del("gone", 7));
+
+    auto value = store_->get("gone");
+    ASSERT_FALSE(value);
+    EXPECT_EQ(value.error(), Errc::not_found);
+
+    auto record = store_->read("gone");
+    ASSERT_TRUE(record) << record.error().message();
+    EXPECT_EQ(*record, (Record{7, true, ""}));
+
+    // Deleting a key never written still records the tombstone.
+    ASSERT_TRUE(store_->del("never", 9));
+    EXPECT_EQ(store_->read("never").value(), (Record{9, true, ""}));
+
+    const NodeId zero;
+    auto entries = scan_all(zero, zero, 10);
+    ASSERT_EQ(entries.size(), 3u);
+    std::size_t tombstones = 0;
+    for (const auto& entry : entries) {
+        EXPECT_EQ(entry.key_id, NodeId::hash(entry.key));
+        if (entry.key == "gone") {
+            EXPECT_EQ(entry.record, (Record{7, true, ""}));
+        } else if (entry.key == "never") {
+            EXPECT_EQ(entry.record, (Record{9, true, ""}));
+        } else {
+            EXPECT_EQ(entry.key, "stays");
+            EXPECT_EQ(entry.record, (Record{3, false, "here"}));
+        }
+        tombstones += entry.record.tombstone ? 1 : 0;
+    }
+    EXPECT_EQ(tombstones, 2u);
+}
+
+// --- limits and arguments ----------------------------------------------------------------
+
+TEST_F(KeyStoreTest, EmptyKeyIsInvalidArgument) {
+    EXPECT_EQ(store_->put("", "v", 1).error(), Errc::invalid_argument);
+    EXPECT_EQ(store_->del("", 1).error(), Errc::invalid_argument);
+    EXPECT_EQ(store_->get("").error(), Errc::invalid_argument);
+    EXPECT_EQ(store_->read("").error(), Errc::invalid_argument);
+    EXPECT_EQ(store_->put_meta("", "v").error(), Errc::invalid_argument);
+    EXPECT_EQ(store_->get_meta("").error(), Errc::invalid_argument);
+}
+
+TEST_F(KeyStoreTest, DefaultSizeLimitsGiveTooLarge) {
+    const KeyStoreOptions defaults;
+    const std::string big_key(defaults.key_bytes_max + 1, 'k');
+    auto put_big_key = store_->put(big_key, "v", 1);
+    ASSERT_FALSE(put_big_key);
+    EXPECT_EQ(put_big_key.error(), Errc::too_large);
+    EXPECT_NE(put_big_key.error().detail().find(std::to_string(big_key.size())), std::string::npos)
+        << put_big_key.error().detail();
+    EXPECT_NE(put_big_key.error().detail().find(std::to_string(defaults.key_bytes_max)),
+              std::string::npos);
+
+    const std::string big_value(defaults.value_bytes_max + 1, 'v');
+    auto put_big_value = store_->put("k", big_value, 1);
+    ASSERT_FALSE(put_big_value);
+    EXPECT_EQ(put_big_value.error(), Errc::too_large);
+    EXPECT_NE(put_big_value.error().detail().find(std::to_string(big_value.size())),
+              std::string::npos);
+    EXPECT_NE(put_big_value.error().detail().find("value_bytes_max"), std::string::npos);
+    EXPECT_EQ(store_->get("k").error(), Errc::not_found);
+
+    // Exactly at the limits is accepted.
+    const std::string max_key(defaults.key_bytes_max, 'k');
+    ASSERT_TRUE(store_->put(max_key, std::string(defaults.value_bytes_max, 'v'), 1));
+    EXPECT_EQ(store_->get(max_key).value().size(), defaults.value_bytes_max);
+}
+
+TEST_F(KeyStoreTest, ConfiguredLimitsApplyToDataMetaAndBatches) {
+    KeyStoreOptions options;
+    options.key_bytes_max = 8;
+    options.value_bytes_max = 16;
+    options.batch_bytes_max = 40;
+    store_.reset();
+    open_store(options);
+
+    EXPECT_EQ(store_->put("123456789", "v", 1).error(), Errc::too_large);
+    EXPECT_EQ(store_->del("123456789", 1).error(), Errc::too_large);
+    EXPECT_EQ(store_->put("k", std::string(17, 'v'), 1).error(), Errc::too_large);
+    EXPECT_TRUE(store_->put("12345678", std::string(16, 'v'), 1));
+    EXPECT_EQ(store_->put_meta("123456789", "v").error(), Errc::too_large);
+    EXPECT_EQ(store_->put_meta("name", std::string(17, 'v')).error(), Errc::too_large);
+
+    WriteBatch too_many_bytes;
+    too_many_bytes.put("a", std::string(16, 'v'), 1);
+    too_many_bytes.put("b", std::string(16, 'v'), 1);
+    too_many_bytes.put("c", std::string(16, 'v'), 1);
+    EXPECT_EQ(too_many_bytes.bytes(), 51u);
+    auto written = store_->write(too_many_bytes);
+    ASSERT_FALSE(written);
+    EXPECT_EQ(written.error(), Errc::too_large);
+    EXPECT_NE(written.error().detail().find("batch_bytes_max"), std::string::npos);
+    EXPECT_EQ(store_->get("a").error(), Errc::not_found);
+}
+
+TEST_F(KeyStoreTest, ScanArgumentsAreChecked) {
+    ASSERT_TRUE(store_->put("k", "v", 1));
+    const NodeId a = NodeId::from_uint64(1);
+    const NodeId b = NodeId::from_uint64(1000);
+    EXPECT_EQ(store_->scan(a, b, 0, std::nullopt).error(), Errc::invalid_argument);
+    EXPECT_EQ(store_->scan(a, b, 10, std::nullopt, nullptr, 0).error(), Errc::invalid_argument);
+    // Too short to be a storage key.
+    EXPECT_EQ(store_->scan(a, a, 10, std::string("short")).error(), Errc::invalid_argument);
+    // A storage key whose id lies outside (a, b].
+    EXPECT_EQ(store_->scan(a, b, 10, encode_data_key(NodeId::max(), "x")).error(),
+              Errc::invalid_argument);
+}
+
+// --- arc scans ---------------------------------------------------------------------------
+
+TEST_F(KeyStoreTest, ArcScansMatchOracle) {
+    constexpr int kKeys = 2000;
+    std::vector<std::string> keys;
+    WriteBatch batch;
+    for (int i = 0; i < kKeys; ++i) {
+        keys.push_back("key-" + std::to_string(i));
+        batch.put(keys.back(), "value-" + std::to_string(i), static_cast<std::uint64_t>(i));
+    }
+    ASSERT_TRUE(store_->write(batch));
+
+    std::vector<NodeId> ids;
+    for (const auto& key : keys) ids.push_back(NodeId::hash(key));
+    std::sort(ids.begin(), ids.end());
+
+    std::mt19937_64 rng(20240601);
+    auto random_id = [&rng] {
+        NodeId::Bytes bytes;
+        for (auto& byte : bytes) byte = static_cast<std::uint8_t>(rng());
+        return NodeId(bytes);
+    };
+    const NodeId zero;
+    const NodeId max = NodeId::max();
+
+    struct Arc {
+        const char* name;
+        NodeId from;
+        NodeId to;
+    };
+    const std::vector<Arc> arcs{
+        {"ordered, ends on key ids", ids[100], ids[700]},
+        {"ordered, adjacent key ids", ids[5], ids[6]},
+        {"wrapping, ends on key ids", ids[1800], ids[150]},
+        {"wrapping from the last key id", ids[kKeys - 1], ids[0]},
+        {"whole ring after a key id", ids[500], ids[500]},
+        {"whole ring after zero", zero, zero},
+        {"whole ring after max", max, max},
+        {"from zero", zero, ids[300]},
+        {"to max", ids[1200], max},
+        {"from max", max, ids[40]},
+        {"wrapping to zero", ids[1900], zero},
+        {"zero to max", zero, max},
+        {"random ends 1", random_id(), random_id()},
+        {"random ends 2", random_id(), random_id()},
+        {"random ends 3", random_id(), random_id()},
+        {"random empty arc", ids[10].next(), ids[11].prev()},
+    };
+
+    for (const Arc& arc : arcs) {
+        SCOPED_TRACE(arc.name);
+        const std::vector<std::string> expected = oracle_arc(keys, arc.from, arc.to);
+        for (std::size_t batch_keys_max : {std::size_t{1}, std::size_t{7}, std::size_t{5000}}) {
+            SCOPED_TRACE("batch_keys_max " + std::to_string(batch_keys_max));
+            const std::vector<Entry> entries = scan_all(arc.from, arc.to, batch_keys_max);
+            EXPECT_EQ(keys_of(entries), expected);
+            for (const auto& entry : entries) {
+                ASSERT_EQ(entry.key_id, NodeId::hash(entry.key));
+                ASSERT_EQ(entry.record.value, "value-" + entry.key.substr(4));
+            }
+        }
+    }
+
+    // Spot-check the oracle itself on the ends: start excluded, end included.
+    const std::vector<Entry> ordered = scan_all(ids[100], ids[700], 7);
+    ASSERT_EQ(ordered.size(), 600u);
+    EXPECT_EQ(ordered.front().key_id, ids[101]);
+    EXPECT_EQ(ordered.back().key_id, ids[700]);
+    const std::vector<Entry> wrapping = scan_all(ids[1800], ids[150], 7);
+    ASSERT_EQ(wrapping.size(), static_cast<std::size_t>(kKeys - 1800 + 150));
+    EXPECT_EQ(wrapping.front().key_id, ids[1801]);
+    EXPECT_EQ(wrapping[kKeys - 1802].key_id, ids[kKeys - 1]);
+    EXPECT_EQ(wrapping[kKeys - 1801].key_id, ids[0]);
+    EXPECT_EQ(wrapping.back().key_id, ids[150]);
+    const std::vector<Entry> whole = scan_all(ids[500], ids[500], 7);
+    ASSERT_EQ(whole.size(), static_cast<std::size_t>(kKeys));
+    EXPECT_EQ(whole.front().key_id, ids[501]);
+    EXPECT_EQ(whole.back().key_id, ids[500]);
+}
+
+TEST_F(KeyStoreTest, ScanResumesStrictlyAfterResumeKey) {
+    std::vector<std::string> keys;
+    for (int i = 0; i < 50; ++i) {
+        keys.push_back("k" + std::to_string(i));
+        ASSERT_TRUE(store_->put(keys.back(), "v", 1));
+    }
+    const NodeId a = NodeId::hash("k0");
+    const std::vector<std::string> expected = oracle_arc(keys, a, a);
+
+    auto first = store_->scan(a, a, 10, std::nullopt);
+    ASSERT_TRUE(first) << first.error().message();
+    ASSERT_EQ(first->entries.size(), 10u);
+    ASSERT_TRUE(first->resume_after);
+    // Keys written behind the resume point are not revisited; keys ahead of it are seen.
+    auto second = store_->scan(a, a, 100, first->resume_after);
+    ASSERT_TRUE(second) << second.error().message();
+    EXPECT_FALSE(second->resume_after);
+    std::vector<std::string> got = keys_of(first->entries);
+    for (const auto& key : keys_of(second->entries)) got.push_back(key);
+    EXPECT_EQ(got, expected);
+
+    // A batch that ends exactly at the arc's last entry reports the arc done.
+    auto exact = store_->scan(a, a, expected.size(), std::nullopt);
+    ASSERT_TRUE(exact) << exact.error().message();
+    EXPECT_EQ(exact->entries.size(), expected.size());
+    EXPECT_FALSE(exact->resume_after);
+}
+
+TEST_F(KeyStoreTest, ScanBatchBytesIsASoftCap) {
+    std::vector<std::string> keys;
+    for (int i = 0; i < 40; ++i) {
+        keys.push_back("b" + std::to_string(i));
+        ASSERT_TRUE(store_->put(keys.back(), std::string(100, 'x'), 1));
+    }
+    ASSERT_TRUE(store_->put("huge", std::string(10'000, 'y'), 1));
+    keys.push_back("huge");
+    const NodeId zero;
+    const std::vector<std::string> expected = oracle_arc(keys, zero, zero);
+
+    // A cap of one byte still makes progress: one entry per batch.
+    std::optional<std::string> resume;
+    std::vector<std::string> got;
+    for (std::size_t i = 0; i < keys.size(); ++i) {
+        auto batch = store_->scan(zero, zero, 1000, resume, nullptr, 1);
+        ASSERT_TRUE(batch) << batch.error().message();
+        ASSERT_EQ(batch->entries.size(), 1u);
+        got.push_back(batch->entries[0].key);
+        resume = batch->resume_after;
+    }
+    EXPECT_FALSE(resume);
+    EXPECT_EQ(got, expected);
+
+    // A cap of 250 bytes stops after the entry that reaches it: at most 3 of ~103 bytes.
+    auto batch = store_->scan(zero, zero, 1000, std::nullopt, nullptr, 250);
+    ASSERT_TRUE(batch) << batch.error().message();
+    EXPECT_GE(batch->entries.size(), 1u);
+    EXPECT_LE(batch->entries.size(), 3u);
+    EXPECT_EQ(keys_of(scan_all(zero, zero, 1000, nullptr, 250)), expected);
+}
+
+TEST_F(KeyStoreTest, MetadataIsNotInScans) {
+    ASSERT_TRUE(store_->put_meta("node_id", "abc"));
+    ASSERT_TRUE(store_->put("data", "v", 1));
+    const NodeId zero;
+    EXPECT_EQ(keys_of(scan_all(zero, zero, 10)), std::vector<std::string>{"data"});
+    EXPECT_EQ(store_->get("node_id").error(), Errc::not_found);
+}
+
+// --- snapshots ---------------------------------------------------------------------------
+
+TEST_F(KeyStoreTest, SnapshotHidesLaterWrites) {
+    std::vector<std::string> before;
+    for (int i = 0; i < 30; ++i) {
+        before.push_back("s" + std::to_string(i));
+        ASSERT_TRUE(store_->put(before.back(), "old", 1));
+    }
+    const std::unique_ptr<Snapshot> snapshot = store_->snapshot();
+    ASSERT_NE(snapshot, nullptr);
+
+    std::vector<std::string> after = before;
+    for (int i = 0; i < 30; ++i) {
+        after.push_back("later" + std::to_string(i));
+        ASSERT_TRUE(store_->put(after.back(), "new", 2));
+    }
+    ASSERT_TRUE(store_->put("s0", "overwritten", 2));
+    ASSERT_TRUE(store_->del("s1", 2));
+
+    const NodeId from = NodeId::hash("s5");
+    const std::vector<Entry> seen = scan_all(from, from, 4, snapshot.get());
+    EXPECT_EQ(keys_of(seen), oracle_arc(before, from, from));
+    for (const auto& entry : seen) EXPECT_EQ(entry.record, (Record{1, false, "old"}));
+
+    EXPECT_EQ(store_->get("s0", snapshot.get()).value(), "old");
+    EXPECT_EQ(store_->get("s1", snapshot.get()).value(), "old");
+    EXPECT_EQ(store_->get("later0", snapshot.get()).error(), Errc::not_found);
+
+    // Without the snapshot the new writes are visible.
+    EXPECT_EQ(keys_of(scan_all(from, from, 4)), oracle_arc(after, from, from));
+    EXPECT_EQ(store_->get("s0").value(), "overwritten");
+    EXPECT_TRUE(store_->read("s1").value().tombstone);
+}
+
+// --- write batches -----------------------------------------------------------------------
+
+TEST_F(KeyStoreTest, WriteBatchAppliesEverything) {
+    ASSERT_TRUE(store_->put("doomed", "v", 1));
+    ASSERT_TRUE(store_->put_meta("old_setting", "x"));
+
+    WriteBatch batch;
+    batch.put("a", "1", 10);
+    batch.put("b", "2", 11);
+    batch.put("a", "1b", 12);  // later op on the same key wins
+    batch.del("doomed", 13);
+    batch.put_meta("cluster", "test-cluster");
+    batch.del_meta("old_setting");
+    EXPECT_EQ(batch.size(), 6u);
+    EXPECT_FALSE(batch.empty());
+    ASSERT_TRUE(store_->write(batch));
+
+    EXPECT_EQ(store_->read("a").value(), (Record{12, false, "1b"}));
+    EXPECT_EQ(store_->get("b").value(), "2");
+    EXPECT_EQ(store_->read("doomed").value(), (Record{13, true, ""}));
+    EXPECT_EQ(store_->get_meta("cluster").value(), "test-cluster");
+    EXPECT_EQ(store_->get_meta("old_setting").error(), Errc::not_found);
+
+    batch.clear();
+    EXPECT_EQ(batch.size(), 0u);
+    EXPECT_EQ(batch.bytes(), 0u);
+    EXPECT_TRUE(store_->write(batch));  // an empty batch is a no-op
+}
+
+TEST_F(KeyStoreTest, InvalidWriteBatchWritesNothing) {
+    WriteBatch batch;
+    batch.put("first", "1", 1);
+    batch.put_meta("m", "x");
+    batch.put("", "empty key", 1);
+    auto written = store_->write(batch);
+    ASSERT_FALSE(written);
+    EXPECT_EQ(written.error(), Errc::invalid_argument);
+    EXPECT_EQ(store_->get("first").error(), Errc::not_found);
+    EXPECT_EQ(store_->get_meta("m").error(), Errc::not_found);
+}
+
+// --- metadata ----------------------------------------------------------------------------
+
+TEST_F(KeyStoreTest, MetadataRoundTrip) {
+    using namespace std::string_literals;
+    EXPECT_EQ(store_->get_meta("node_id").error(), Errc::not_found);
+    ASSERT_TRUE(store_->put_meta("node_id", "\x00\x01\x02"s));
+    EXPECT_EQ(store_->get_meta("node_id").value(), "\x00\x01\x02"s);
+    ASSERT_TRUE(store_->put_meta("node_id", "replaced"));
+    EXPECT_EQ(store_->get_meta("node_id").value(), "replaced");
+    ASSERT_TRUE(store_->del_meta("node_id"));
+    EXPECT_EQ(store_->get_meta("node_id").error(), Errc::not_found);
+    EXPECT_TRUE(store_->del_meta("never_set"));
+}
+
+// --- persistence -------------------------------------------------------------------------
+
+TEST_F(KeyStoreTest, DataAndMetadataSurviveReopen) {
+    ASSERT_TRUE(store_->put("kept", "value", 5));
+    ASSERT_TRUE(store_->del("removed", 6));
+    ASSERT_TRUE(store_->put_meta("cluster", "prod"));
+    WriteBatch batch;
+    batch.put("batched", "b", 7);
+    batch.put_meta("vnodes", "8");
+    ASSERT_TRUE(store_->write(batch));
+
+    store_.reset();
+    KeyStoreOptions options;
+    options.create_if_missing = false;  // the directory must really be there
+    open_store(options);
+
+    EXPECT_EQ(store_->read("kept").value(), (Record{5, false, "value"}));
+    EXPECT_EQ(store_->read("removed").value(), (Record{6, true, ""}));
+    EXPECT_EQ(store_->get("batched").value(), "b");
+    EXPECT_EQ(store_->get_meta("cluster").value(), "prod");
+    EXPECT_EQ(store_->get_meta("vnodes").value(), "8");
+    const NodeId zero;
+    EXPECT_EQ(scan_all(zero, zero, 2).size(), 3u);
+}
+
+TEST_F(KeyStoreTest, SyncWritesSurviveReopen) {
+    store_.reset();
+    KeyStoreOptions options;
+    options.sync_writes = true;
+    open_store(options);
+    ASSERT_TRUE(store_->put("durable", "yes", 1));
+    store_.reset();
+    open_store();
+    EXPECT_EQ(store_->get("durable").value(), "yes");
+}
+
+// --- corruption --------------------------------------------------------------------------
+
+TEST_F(KeyStoreTest, ShortRecordIsCorruption) {
+    ASSERT_TRUE(store_->put("good", "v", 1));
+    write_raw(encode_data_key("bad"), "xy");
+
+    auto record = store_->read("bad");
+    ASSERT_FALSE(record);
+    EXPECT_EQ(record.error(), Errc::corruption);
+    EXPECT_NE(record.error().detail().find("\"bad\""), std::string::npos)
+        << record.error().detail();
+    EXPECT_EQ(store_->get("bad").error(), Errc::corruption);
+    EXPECT_EQ(store_->get("good").value(), "v");
+
+    const NodeId zero;
+    auto scanned = store_->scan(zero, zero, 100, std::nullopt);
+    ASSERT_FALSE(scanned);
+    EXPECT_EQ(scanned.error(), Errc::corruption);
+    EXPECT_NE(scanned.error().detail().find("\"bad\""), std::string::npos);
+}
+
+TEST_F(KeyStoreTest, UnknownFlagsAreCorruption) {
+    using namespace std::string_literals;
+    write_raw(encode_data_key("flagged"), "\x00\x00\x00\x00\x00\x00\x00\x01\x80value"s);
+    auto record = store_->read("flagged");
+    ASSERT_FALSE(record);
+    EXPECT_EQ(record.error(), Errc::corruption);
+    EXPECT_NE(record.error().detail().find("flagged"), std::string::npos);
+
+    const NodeId id = NodeId::hash("flagged");
+    auto scanned = store_->scan(id.prev(), id, 10, std::nullopt);
+    ASSERT_FALSE(scanned);
+    EXPECT_EQ(scanned.error(), Errc::corruption);
+}
+
+TEST_F(KeyStoreTest, ShortStorageKeyIsCorruptionInScan) {
+    ASSERT_TRUE(store_->put("good", "v", 1));
+    write_raw("short", encode_record(1, false, "v"));
+    const NodeId zero;
+    auto scanned = store_->scan(zero, zero, 100, std::nullopt);
+    ASSERT_FALSE(scanned);
+    EXPECT_EQ(scanned.error(), Errc::corruption);
+    // Point reads of well-formed keys are unaffected.
+    EXPECT_EQ(store_->get("good").value(), "v");
+}
+
+// --- misc --------------------------------------------------------------------------------
+
+TEST_F(KeyStoreTest, ApproximateKeysCountsWrites) {
+    auto empty = store_->approximate_keys();
+    ASSERT_TRUE(empty) << empty.error().message();
+    EXPECT_EQ(*empty, 0u);
+    for (int i = 0; i < 100; ++i) ASSERT_TRUE(store_->put("n" + std::to_string(i), "v", 1));
+    auto count = store_->approximate_keys();
+    ASSERT_TRUE(count) << count.error().message();
+    EXPECT_GT(*count, 0u);
+}
+
+}  // namespace
+}  // namespace chordkv::storage
