@@ -37,6 +37,22 @@ const char* message_name(const Message& m) {
                       m);
 }
 
+const char* member_state_name(MemberState state) {
+    switch (state) {
+        case MemberState::idle:
+            return "idle";
+        case MemberState::joining:
+            return "joining";
+        case MemberState::member:
+            return "member";
+        case MemberState::leaving:
+            return "leaving";
+        case MemberState::left:
+            return "left";
+    }
+    return "unknown";
+}
+
 Protocol::Protocol(Peer self, ProtocolOptions options, std::mt19937_64& rng)
     : options_(options), rng_(rng), rpcs_(options.inflight_rpcs_max, options.jitter, rng) {
     assert(options_.successors >= 1);
@@ -66,6 +82,10 @@ void Protocol::reply_to(const Envelope& request, Message body) {
 
 RpcTracker::Policy Protocol::maintenance_policy() const {
     return RpcTracker::Policy{options_.rpc_timeout, options_.rpc_attempts};
+}
+
+RpcTracker::Policy Protocol::stabilize_policy() const {
+    return RpcTracker::Policy{options_.rpc_timeout, options_.stabilize_attempts};
 }
 
 void Protocol::call(Time now, const std::string& address, std::optional<NodeId> id, Message body,
@@ -113,11 +133,32 @@ void Protocol::create(Time now) {
     fix_fingers_at_ = now + jittered(options_.fix_fingers_interval);
 }
 
+void Protocol::create(Time now, const std::vector<Peer>& members) {
+    std::vector<Peer> sorted = members;
+    std::sort(sorted.begin(), sorted.end(),
+              [](const Peer& a, const Peer& b) { return a.id < b.id; });
+    sorted.erase(std::unique(sorted.begin(), sorted.end(),
+                             [](const Peer& a, const Peer& b) { return a.id == b.id; }),
+                 sorted.end());
+    const auto self = std::find_if(sorted.begin(), sorted.end(),
+                                   [&](const Peer& p) { return p.id == ring_.self.id; });
+    assert(self != sorted.end());
+    create(now);
+    const std::size_t n = sorted.size();
+    if (n == 1) return;
+    const std::size_t at = static_cast<std::size_t>(self - sorted.begin());
+    std::vector<Peer> rest;
+    for (std::size_t k = 2; k < n; ++k) rest.push_back(sorted[(at + k) % n]);
+    adopt_successors(sorted[(at + 1) % n], rest);
+    ring_.predecessor = sorted[(at + n - 1) % n];
+}
+
 void Protocol::join(Time now, const std::string& bootstrap_address, DoneCallback done) {
     if (ring_.state != MemberState::idle) {
         if (done) done(now, Status(Errc::invalid_argument, "join: the vnode is not idle"));
         return;
     }
+    now_ = now;
     ring_.state = MemberState::joining;
     join_done_ = std::move(done);
     Lookup lookup;
@@ -159,15 +200,18 @@ void Protocol::on_join_found(Time now, Result<LookupResult> found) {
         }
         ring_.state = MemberState::member;
         ring_.predecessor.reset();
-        adopt_successors(s, n->successors);
-        notify_successor();
         stabilize_at_ = t + jittered(options_.stabilize_interval);
         fix_fingers_at_ = t;
+        adopt_successors(s, n->successors);
+        // The lookup may have raced other joins: on_stabilize_reply walks back from s while
+        // s's predecessor lies between us and s, then notifies the successor it settles on.
+        on_stabilize_reply(t, s, *n);
         if (auto done = std::move(join_done_)) done(t, Status{});
     });
 }
 
 void Protocol::leave(Time now, DoneCallback done) {
+    now_ = now;
     if (ring_.state != MemberState::member) {
         if (done) done(now, Status(Errc::shutting_down, "leave: the vnode is not a member"));
         return;
@@ -213,6 +257,7 @@ void Protocol::finish_leave(Time now, Status status) {
 // --- input ------------------------------------------------------------------------------
 
 void Protocol::handle(Time now, const Envelope& in) {
+    now_ = now;
     ++stats_.messages_received;
     if (ring_.state == MemberState::left || (in.to_id && *in.to_id != ring_.self.id)) {
         ++stats_.messages_ignored;
@@ -233,34 +278,58 @@ void Protocol::on_request(Time now, const Envelope& in) {
     // Idle and joining vnodes know no ring yet: they answer nothing but Ping, so that askers
     // time out and try someone who knows.
     const bool serving = ring_.state == MemberState::member || ring_.state == MemberState::leaving;
-    std::visit(Overloaded{
-                   [&](const Ping&) { reply_to(in, Pong{}); },
-                   [&](const GetNeighbors&) {
-                       if (serving) reply_to(in, Neighbors{ring_.predecessor, ring_.successors});
-                   },
-                   [&](const FindNext& f) {
-                       if (ring_.state == MemberState::member) reply_to(in, find_next(f.target));
-                   },
-                   [&](const Notify&) {
-                       if (ring_.state == MemberState::member) rectify(now, in.from);
-                   },
-                   [&](const Leave& l) {
-                       if (serving) on_leave(now, in, l);
-                   },
-                   [&](const auto&) { ++stats_.messages_ignored; },  // a reply type sent as request
-               },
-               in.body);
+    std::visit(
+        Overloaded{
+            [&](const Ping&) { reply_to(in, Pong{}); },
+            [&](const GetNeighbors&) {
+                if (serving) reply_to(in, Neighbors{ring_.predecessor, ring_.successors});
+            },
+            [&](const FindNext& f) {
+                if (ring_.state == MemberState::member) reply_to(in, find_next(f.target));
+            },
+            [&](const Notify&) {
+                if (ring_.state == MemberState::member) rectify(now, in.from);
+            },
+            [&](const Leave& l) {
+                if (serving) on_leave(now, in, l);
+            },
+            [&](const Neighbors& hint) {
+                // Unsolicited, from our first successor: its new successor list
+                // (push_successors), or a predecessor of its that lies between us
+                // and it (send_hint).
+                if (ring_.state != MemberState::member) return;
+                if (in.from.id != ring_.successors.front().id) return;
+                if (!hint.successors.empty()) adopt_successors(in.from, hint.successors);
+                if (stabilizing_) return;
+                const auto& p = hint.predecessor;
+                if (!p || p->id == ring_.self.id || !in_open(p->id, ring_.self.id, in.from.id)) {
+                    return;
+                }
+                approach(now, *p, options_.successors);
+            },
+            [&](const auto&) { ++stats_.messages_ignored; },  // a reply type sent as request
+        },
+        in.body);
 }
 
 // --- lookups ----------------------------------------------------------------------------
 
 FindNextReply Protocol::find_next(const NodeId& target) const {
     FindNextReply out;
-    const Peer& successor = ring_.successors.front();
-    if (in_open_closed(target, ring_.self.id, successor.id)) {
-        out.done = true;
-        out.peers = ring_.successors;
-        return out;
+    // Done when the target falls anywhere in our successor list: its owner is the first
+    // successor at or after it. Not only (self, successor]: when the target's predecessor is
+    // down, its own predecessors still answer from their lists (as in the Chord paper), so a
+    // lookup whose last hop times out is not stranded — and most lookups save a hop.
+    NodeId prev = ring_.self.id;
+    for (std::size_t i = 0; i < ring_.successors.size(); ++i) {
+        const Peer& s = ring_.successors[i];
+        if (in_open_closed(target, prev, s.id)) {
+            out.done = true;
+            out.peers.assign(ring_.successors.begin() + static_cast<std::ptrdiff_t>(i),
+                             ring_.successors.end());
+            return out;
+        }
+        prev = s.id;
     }
     out.peers = closest_preceding_nodes(target, options_.lookup_candidates);
     return out;
@@ -270,32 +339,41 @@ std::vector<Peer> Protocol::closest_preceding_nodes(const NodeId& target, std::s
     // Candidates from fingers ∪ successor list that lie in (self, target), closest to the
     // target first. The successor list is included so that a lookup still progresses while
     // the fingers are empty or stale (correctness rests on successors, fingers are shortcuts).
-    std::vector<const Peer*> found;
-    found.reserve(count + 1);
-    auto consider = [&](const Peer& p) {
-        if (!in_open(p.id, ring_.self.id, target)) return;
-        for (const Peer* q : found) {
-            if (q->id == p.id) return;
-        }
-        found.push_back(&p);
-        std::sort(found.begin(), found.end(), [&](const Peer* a, const Peer* b) {
-            return distance(a->id, target) < distance(b->id, target);
-        });
-        if (found.size() > count) found.pop_back();
+    // A small sorted top-`count`, each distance computed once: this runs for every lookup step.
+    struct Candidate {
+        NodeId distance;
+        const Peer* peer;
     };
-    // Fingers from the top down: the largest fingers are the closest candidates, so once
-    // `count` are found the rest rarely displace them.
+    std::vector<Candidate> best;
+    best.reserve(count + 1);
+    const NodeId* last = nullptr;
+    auto consider = [&](const Peer& p) {
+        if (last && *last == p.id) return;  // consecutive fingers often repeat
+        last = &p.id;
+        if (!in_open(p.id, ring_.self.id, target)) return;
+        const NodeId d = distance(p.id, target);
+        if (best.size() == count && !(d < best.back().distance)) return;
+        for (const Candidate& c : best) {
+            if (c.peer->id == p.id) return;
+        }
+        auto at =
+            std::upper_bound(best.begin(), best.end(), d,
+                             [](const NodeId& x, const Candidate& c) { return x < c.distance; });
+        best.insert(at, Candidate{d, &p});
+        if (best.size() > count) best.pop_back();
+    };
     for (int i = kFingers - 1; i >= 0; --i) {
         if (const auto& f = ring_.fingers[static_cast<std::size_t>(i)]) consider(*f);
     }
     for (const Peer& p : ring_.successors) consider(p);
     std::vector<Peer> out;
-    out.reserve(found.size());
-    for (const Peer* p : found) out.push_back(*p);
+    out.reserve(best.size());
+    for (const Candidate& c : best) out.push_back(*c.peer);
     return out;
 }
 
 void Protocol::lookup(Time now, const NodeId& target, LookupCallback done) {
+    now_ = now;
     if (ring_.state != MemberState::member) {
         done(now, Result<LookupResult>(Errc::shutting_down, "lookup: the vnode is not a member"));
         return;
@@ -437,6 +515,7 @@ void Protocol::finish_lookup(Time now, std::uint64_t id, Result<LookupResult> re
 // --- maintenance ------------------------------------------------------------------------
 
 void Protocol::tick(Time now) {
+    now_ = now;
     std::vector<Envelope> resend;
     rpcs_.expire(now, resend);
     stats_.rpc_timeouts = rpcs_.timeouts();
@@ -457,7 +536,11 @@ void Protocol::tick(Time now) {
 }
 
 Time Protocol::next_deadline() const {
-    return std::min({rpcs_.next_deadline(), stabilize_at_, fix_fingers_at_, leave_deadline_});
+    // The maintenance timers run only while the vnode is a member: tick() does not advance
+    // them otherwise, and a past deadline reported here would wake the owner in a busy loop.
+    const bool maintaining = ring_.state == MemberState::member;
+    return std::min({rpcs_.next_deadline(), maintaining ? stabilize_at_ : Time::max(),
+                     maintaining ? fix_fingers_at_ : Time::max(), leave_deadline_});
 }
 
 void Protocol::adopt_successors(const Peer& first, const std::vector<Peer>& rest) {
@@ -474,7 +557,31 @@ void Protocol::adopt_successors(const Peer& first, const std::vector<Peer>& rest
         if (!in_open(p.id, list.back().id, ring_.self.id)) break;
         list.push_back(p);
     }
+    const bool changed = list.size() != ring_.successors.size() ||
+                         !std::equal(list.begin(), list.end(), ring_.successors.begin(),
+                                     [](const Peer& a, const Peer& b) { return a.id == b.id; });
     ring_.successors = std::move(list);
+    if (changed) push_successors();
+}
+
+void Protocol::push_successors() {
+    // Our predecessor builds its list from ours: push the change now rather than waiting for
+    // its next stabilize, so a failure or join propagates r hops back in round trips. It
+    // accepts the list only from its first successor, and stops pushing where a list no longer
+    // changes, so a push travels at most r hops.
+    const auto& pred = ring_.predecessor;
+    if (ring_.state != MemberState::member || !pred || pred->id == ring_.self.id) return;
+    auto push_to = [&](const Peer& to) {
+        Envelope push;
+        push.from = ring_.self;
+        push.to_address = to.address;
+        push.to_id = to.id;
+        push.body = Neighbors{std::nullopt, ring_.successors};
+        send(std::move(push));
+    };
+    push_to(*pred);
+    // While the predecessor is suspect, the vnode that will likely replace it needs the list.
+    if (pinging_predecessor_ && predecessor_candidate_) push_to(*predecessor_candidate_);
 }
 
 void Protocol::notify_successor() {
@@ -496,28 +603,30 @@ void Protocol::stabilize(Time now) {
         if (!ring_.predecessor || ring_.predecessor->id == ring_.self.id) return;
         stabilizing_ = true;
         const Peer p = *ring_.predecessor;
-        call(now, p, GetNeighbors{}, [this, p](Time, Result<Envelope> reply) {
-            stabilizing_ = false;
-            if (ring_.state != MemberState::member) return;
-            const Neighbors* n = reply ? std::get_if<Neighbors>(&reply->body) : nullptr;
-            if (!n || ring_.successors.front().id != ring_.self.id) return;
-            adopt_successors(p, n->successors);
-            notify_successor();
-        });
+        call(now, p.address, p.id, GetNeighbors{}, stabilize_policy(),
+             [this, p](Time, Result<Envelope> reply) {
+                 stabilizing_ = false;
+                 if (ring_.state != MemberState::member) return;
+                 const Neighbors* n = reply ? std::get_if<Neighbors>(&reply->body) : nullptr;
+                 if (!n || ring_.successors.front().id != ring_.self.id) return;
+                 adopt_successors(p, n->successors);
+                 notify_successor();
+             });
         return;
     }
     stabilizing_ = true;
-    call(now, s, GetNeighbors{}, [this, s](Time t, Result<Envelope> reply) {
-        stabilizing_ = false;
-        if (ring_.state != MemberState::member) return;
-        if (reply.code() == Errc::busy) return;  // our own overload says nothing about s
-        const Neighbors* n = reply ? std::get_if<Neighbors>(&reply->body) : nullptr;
-        if (!n) {
-            successor_failed(t, s);
-            return;
-        }
-        on_stabilize_reply(t, s, *n);
-    });
+    call(now, s.address, s.id, GetNeighbors{}, stabilize_policy(),
+         [this, s](Time t, Result<Envelope> reply) {
+             stabilizing_ = false;
+             if (ring_.state != MemberState::member) return;
+             if (reply.code() == Errc::busy) return;  // our own overload says nothing about s
+             const Neighbors* n = reply ? std::get_if<Neighbors>(&reply->body) : nullptr;
+             if (!n) {
+                 successor_failed(t, s);
+                 return;
+             }
+             on_stabilize_reply(t, s, *n);
+         });
 }
 
 void Protocol::on_stabilize_reply(Time now, const Peer& s, const Neighbors& n) {
@@ -530,21 +639,44 @@ void Protocol::on_stabilize_reply(Time now, const Peer& s, const Neighbors& n) {
         notify_successor();
         return;
     }
-    // s knows a vnode p between us and s. Adopt it only after hearing from p itself.
-    stabilizing_ = true;
-    const Peer candidate = *p;
-    call(now, candidate, GetNeighbors{}, [this, candidate](Time, Result<Envelope> reply) {
-        stabilizing_ = false;
-        if (ring_.state != MemberState::member) return;
-        const Neighbors* pn = reply ? std::get_if<Neighbors>(&reply->body) : nullptr;
-        if (pn && in_open(candidate.id, ring_.self.id, ring_.successors.front().id)) {
-            std::vector<Peer> rest = pn->successors;
-            adopt_successors(candidate, rest);
-        } else if (!pn) {
-            forget(candidate);
-        }
+    // s knows a vnode p between us and s: approach it (adopting only after it answers).
+    approach(now, *p, options_.successors);
+}
+
+// Zave's stabilize adopts s.predecessor once it answers. When a vnode joined with a successor
+// that was too far (its lookup raced other joins), the vnodes between it and the true
+// successor are each one predecessor further back; walking back up to `steps_left` of them in
+// one round — instead of one per stabilize period — lets a burst of joins converge in a few
+// rounds rather than one round per joiner.
+void Protocol::approach(Time now, const Peer& candidate, std::size_t steps_left) {
+    if (suspected(candidate.id)) {
         notify_successor();
-    });
+        return;
+    }
+    stabilizing_ = true;
+    call(now, candidate.address, candidate.id, GetNeighbors{}, stabilize_policy(),
+         [this, candidate, steps_left](Time t, Result<Envelope> reply) {
+             stabilizing_ = false;
+             if (ring_.state != MemberState::member) return;
+             const Neighbors* pn = reply ? std::get_if<Neighbors>(&reply->body) : nullptr;
+             if (!pn) {
+                 if (reply.code() != Errc::busy) forget(candidate);
+                 notify_successor();
+                 return;
+             }
+             if (!in_open(candidate.id, ring_.self.id, ring_.successors.front().id)) {
+                 notify_successor();  // our successor moved meanwhile; keep it
+                 return;
+             }
+             adopt_successors(candidate, pn->successors);
+             const auto& pp = pn->predecessor;
+             if (steps_left > 1 && pp && pp->id != ring_.self.id &&
+                 in_open(pp->id, ring_.self.id, candidate.id)) {
+                 approach(t, *pp, steps_left - 1);
+                 return;
+             }
+             notify_successor();
+         });
 }
 
 void Protocol::successor_failed(Time now, const Peer& s) {
@@ -569,15 +701,71 @@ void Protocol::successor_failed(Time now, const Peer& s) {
         }
         if (ring_.predecessor) consider(*ring_.predecessor);
         list.push_back(best ? *best : ring_.self);
+        push_successors();
+        stabilize(now);
+        return;
     }
-    // Ask the next successor at once rather than a period later.
-    stabilize(now);
+    probe_successors(now);
+}
+
+// Failures come in runs (a crashed process takes all its vnodes; neighbours crash together),
+// so after the first successor failed, ask every remaining successor at once and continue
+// with the closest one that answers: a run of k dead successors costs one timeout, not k.
+void Protocol::probe_successors(Time now) {
+    struct Probe {
+        std::vector<Peer> peers;
+        std::vector<int> state;  // 0 pending, 1 answered, 2 failed
+        std::vector<Neighbors> answers;
+        bool done = false;
+    };
+    auto probe = std::make_shared<Probe>();
+    probe->peers = ring_.successors;
+    probe->state.assign(probe->peers.size(), 0);
+    probe->answers.resize(probe->peers.size());
+    stabilizing_ = true;
+    auto resolve = [this, probe](Time t) {
+        if (probe->done) return;
+        std::size_t first = 0;
+        while (first < probe->peers.size() && probe->state[first] == 2) ++first;
+        if (first < probe->peers.size() && probe->state[first] == 0) return;  // wait for it
+        probe->done = true;
+        stabilizing_ = false;
+        if (ring_.state != MemberState::member) return;
+        // Drop the successors that failed before the first live one.
+        for (std::size_t i = 0; i < first; ++i) {
+            const NodeId dead = probe->peers[i].id;
+            forget(probe->peers[i]);
+            auto& list = ring_.successors;
+            list.erase(std::remove_if(list.begin(), list.end(),
+                                      [&](const Peer& p) { return p.id == dead; }),
+                       list.end());
+        }
+        if (first == probe->peers.size() || ring_.successors.empty()) {
+            // None answered: fall back as for a lone failure.
+            ring_.successors.push_back(probe->peers.back());
+            successor_failed(t, probe->peers.back());
+            return;
+        }
+        on_stabilize_reply(t, probe->peers[first], probe->answers[first]);
+    };
+    for (std::size_t i = 0; i < probe->peers.size(); ++i) {
+        const Peer& peer = probe->peers[i];
+        call(now, peer.address, peer.id, GetNeighbors{}, stabilize_policy(),
+             [probe, i, resolve](Time t, Result<Envelope> reply) {
+                 const Neighbors* n = reply ? std::get_if<Neighbors>(&reply->body) : nullptr;
+                 probe->state[i] = n ? 1 : 2;
+                 if (n) probe->answers[i] = *n;
+                 resolve(t);
+             });
+    }
 }
 
 void Protocol::rectify(Time now, const Peer& candidate) {
     if (candidate.id == ring_.self.id) return;
     auto& pred = ring_.predecessor;
     if (!pred || pred->id == ring_.self.id || in_open(candidate.id, pred->id, ring_.self.id)) {
+        // The old predecessor's successor pointer now skips the candidate: hint it (see below).
+        if (pred && pred->id != ring_.self.id) send_hint(*pred, candidate);
         pred = candidate;
         return;
     }
@@ -585,7 +773,12 @@ void Protocol::rectify(Time now, const Peer& candidate) {
         pred = candidate;  // same vnode; its address may have changed
         return;
     }
-    // The candidate is behind our predecessor: it replaces it only if the predecessor is dead.
+    // The candidate is behind our predecessor: its successor pointer skips our predecessor.
+    // Tell it now (it approaches the predecessor itself, adopting only after an answer) rather
+    // than letting it find out one stabilize period later — after a burst of joins that turns
+    // a chain of k misplaced vnodes from k periods into k round trips.
+    // (Only once the predecessor answered our ping: a hint about a dead vnode would send the
+    // candidate after it.) And it replaces our predecessor only if that one is dead.
     predecessor_candidate_ = candidate;
     if (pinging_predecessor_) return;
     pinging_predecessor_ = true;
@@ -595,12 +788,28 @@ void Protocol::rectify(Time now, const Peer& candidate) {
         if (ring_.state != MemberState::member) return;
         auto replacement = std::move(predecessor_candidate_);
         predecessor_candidate_.reset();
-        if (reply || reply.code() == Errc::busy) return;  // alive (or unknown): it stays
+        if (reply) {
+            // Alive: it stays, and the candidate learns that its successor pointer skips it.
+            if (replacement && ring_.predecessor && ring_.predecessor->id == pinged.id) {
+                send_hint(*replacement, pinged);
+            }
+            return;
+        }
+        if (reply.code() == Errc::busy) return;  // unknown: it stays
         forget(pinged);
         if (ring_.predecessor && ring_.predecessor->id == pinged.id) {
             ring_.predecessor = replacement;
         }
     });
+}
+
+void Protocol::send_hint(const Peer& to, const Peer& between) {
+    Envelope hint;
+    hint.from = ring_.self;
+    hint.to_address = to.address;
+    hint.to_id = to.id;
+    hint.body = Neighbors{between, {}};
+    send(std::move(hint));
 }
 
 void Protocol::fix_fingers(Time now) {
@@ -677,6 +886,18 @@ void Protocol::forget(const Peer& peer) {
     for (auto& f : ring_.fingers) {
         if (f && f->id == peer.id) f.reset();
     }
+    // Remember the failure for a while, so that neighbours who have not noticed it yet (and
+    // still name the peer as their predecessor) do not send us after it again and again.
+    if (suspected(peer.id)) return;
+    if (suspects_.size() >= kSuspectsMax) suspects_.erase(suspects_.begin());
+    suspects_.push_back({peer.id, now_ + options_.suspect_duration});
+}
+
+bool Protocol::suspected(const NodeId& id) const {
+    for (const auto& [suspect, until] : suspects_) {
+        if (suspect == id && until > now_) return true;
+    }
+    return false;
 }
 
 // --- checks -----------------------------------------------------------------------------

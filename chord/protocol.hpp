@@ -65,6 +65,10 @@ struct ProtocolOptions {
     // Maintenance RPCs: first timeout and attempts (retries back off x2 with jitter).
     Duration rpc_timeout = std::chrono::milliseconds(300);
     int rpc_attempts = 3;
+    // Attempts of stabilize's GetNeighbors before the successor counts as failed. With 2, a
+    // ring on a 5%-loss network drops live successors about once a second (each drop makes
+    // lookups briefly skip a vnode); 3 makes that ten times rarer for 1.2 s more detection.
+    int stabilize_attempts = 3;
     // Lookup hops: a hop gives up sooner, because another candidate can take over.
     Duration lookup_hop_timeout = std::chrono::milliseconds(300);
     int lookup_hop_attempts = 2;
@@ -76,6 +80,9 @@ struct ProtocolOptions {
     std::size_t lookups_max = 1024;
     // RPCs in flight at once; start() beyond it fails with busy.
     std::size_t inflight_rpcs_max = 4096;
+    // How long a peer that failed an RPC is not approached again on a neighbour's word (its
+    // neighbours take a few seconds to notice the failure and stop naming it).
+    Duration suspect_duration = std::chrono::seconds(3);
     // How long leave() waits for the neighbours' acks before finishing anyway.
     Duration leave_timeout = std::chrono::seconds(2);
     // Relative jitter on timer periods and retry backoff, to de-synchronise vnodes.
@@ -92,6 +99,8 @@ using LookupCallback = std::function<void(Time now, Result<LookupResult> result)
 using DoneCallback = std::function<void(Time now, Status status)>;
 
 enum class MemberState { idle, joining, member, leaving, left };
+// "idle", "joining", "member", "leaving" or "left".
+const char* member_state_name(MemberState state);
 
 // A read-only picture of one vnode, for tests, checkers, chordctl ring and stats.
 struct RingState {
@@ -125,6 +134,11 @@ public:
 
     // Starts a new ring of one vnode: successor = self, no predecessor.
     void create(Time now);
+    // Starts a new ring whose members are `members` (which must include self): successors and
+    // predecessor are set from their sorted order at once. For the vnodes of one process that
+    // start a ring together — all alive and created in the same step — so that they need no
+    // joins through a lone vnode, which would converge one stabilize round per vnode.
+    void create(Time now, const std::vector<Peer>& members);
     // Joins the ring that the process at `bootstrap_address` belongs to. `done` gets success
     // once a successor answered; timed_out/unreachable when no lookup or fetch succeeded
     // (the vnode is then idle again and may join elsewhere).
@@ -173,6 +187,8 @@ private:
               const RpcTracker::Policy& policy, RpcTracker::Callback done);
     void call(Time now, const Peer& to, Message body, RpcTracker::Callback done);
     RpcTracker::Policy maintenance_policy() const;
+    RpcTracker::Policy stabilize_policy() const;
+    void push_successors();
 
     // Requests from peers.
     void on_request(Time now, const Envelope& in);
@@ -182,14 +198,20 @@ private:
     // Maintenance.
     void stabilize(Time now);
     void on_stabilize_reply(Time now, const Peer& successor, const Neighbors& n);
+    void approach(Time now, const Peer& candidate, std::size_t steps_left);
     void adopt_successors(const Peer& first, const std::vector<Peer>& rest);
     void successor_failed(Time now, const Peer& successor);
+    void probe_successors(Time now);
     void notify_successor();
     void rectify(Time now, const Peer& candidate);
+    // Tells `to` (whose successor is us) that `between` lies between it and us: an unsolicited
+    // Neighbors. The receiver approaches `between` itself; nothing is adopted on our word.
+    void send_hint(const Peer& to, const Peer& between);
     void fix_fingers(Time now);
     void on_leave(Time now, const Envelope& in, const Leave& leave);
     void finish_leave(Time now, Status status);
     void forget(const Peer& peer);  // a peer failed an RPC: drop it from the fingers
+    bool suspected(const NodeId& id) const;
     Duration jittered(Duration interval);
 
     // Lookups.
@@ -218,6 +240,11 @@ private:
     int leave_acks_pending_ = 0;
     DoneCallback join_done_;
     DoneCallback leave_done_;
+
+    // Peers that failed recently, with when to stop suspecting them (bounded, oldest first).
+    static constexpr std::size_t kSuspectsMax = 64;
+    std::vector<std::pair<NodeId, Time>> suspects_;
+    Time now_{};  // the `now` of the latest call, for bookkeeping inside helpers
 
     std::map<std::uint64_t, Lookup> lookups_;
     std::uint64_t next_lookup_id_ = 1;

@@ -47,6 +47,8 @@ public:
     Result(Error error) : state_(std::in_place_index<1>, std::move(error)) {}
     Result(Errc code, std::string detail = {})
         : state_(std::in_place_index<1>, Error(code, std::move(detail))) {}
+    Result(std::error_code code, std::string detail)
+        : state_(std::in_place_index<1>, Error(code, std::move(detail))) {}
 
     bool ok() const noexcept { return state_.index() == 0; }
     explicit operator bool() const noexcept { return ok(); }
@@ -89,6 +91,8 @@ public:
     Result() = default;
     Result(Error error) : error_(std::move(error)), failed_(true) {}
     Result(Errc code, std::string detail = {}) : error_(code, std::move(detail)), failed_(true) {}
+    Result(std::error_code code, std::string detail)
+        : error_(code, std::move(detail)), failed_(true) {}
 
     bool ok() const noexcept { return !failed_; }
     explicit operator bool() const noexcept { return ok(); }

@@ -150,6 +150,38 @@ TEST_F(ProtocolTest, GracefulLeaveClosesTheGap) {
     EXPECT_EQ(nodes_["p300"]->ring_state().predecessor->id, id(100));
 }
 
+TEST_F(ProtocolTest, VnodesCreatedTogetherAreAnIdealRingAtOnce) {
+    std::vector<Peer> members;
+    for (std::uint64_t v : {500, 100, 300, 200, 400}) members.push_back(add(v).self());
+    for (auto& [address, p] : nodes_) p->create(now_, members);
+    const auto id = [](std::uint64_t v) { return NodeId::from_uint64(v); };
+    // No message was needed: each vnode knows its neighbours already.
+    EXPECT_EQ(successor_ids("p100"), (std::vector<NodeId>{id(200), id(300), id(400), id(500)}));
+    EXPECT_EQ(successor_ids("p500"), (std::vector<NodeId>{id(100), id(200), id(300), id(400)}));
+    EXPECT_EQ(nodes_["p100"]->ring_state().predecessor->id, id(500));
+    EXPECT_EQ(nodes_["p300"]->ring_state().predecessor->id, id(200));
+    for (auto& [address, p] : nodes_) EXPECT_EQ(p->check_invariants(), "") << address;
+}
+
+TEST_F(ProtocolTest, ConcurrentJoinsThroughOneVnodeConvergeWithinAStabilizeRound) {
+    // 100 and 190 form a ring; 150..180 all join through 100 at the same moment, so every
+    // lookup answers 190 and they all start with successor 190. Rectify's hints and the
+    // backward walk must sort them out in one stabilize period, not one period per joiner.
+    std::vector<Peer> members = {add(100).self(), add(190).self()};
+    for (auto& [address, p] : nodes_) p->create(now_, members);
+    for (std::uint64_t v : {150, 160, 170, 180}) add(v).join(now_, "p100");
+    flush();
+    const auto id = [](std::uint64_t v) { return NodeId::from_uint64(v); };
+    for (std::uint64_t v : {150, 160, 170, 180}) {
+        EXPECT_EQ(successor_ids("p" + std::to_string(v)).front(), id(v + 10 == 190 ? 190 : v + 10))
+            << v << " after the joins' own messages";
+    }
+    run_for(ProtocolOptions{}.stabilize_interval * 3 / 2);
+    EXPECT_EQ(successor_ids("p100").front(), id(150));
+    EXPECT_EQ(nodes_["p190"]->ring_state().predecessor->id, id(180));
+    EXPECT_EQ(nodes_["p150"]->ring_state().predecessor->id, id(100));
+}
+
 TEST_F(ProtocolTest, JoinThroughAnUnreachableAddressFails) {
     Protocol& a = add(100);
     Status joined;
