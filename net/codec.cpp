@@ -1,0 +1,437 @@
+#include "net/codec.hpp"
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include <array>
+#include <cassert>
+#include <climits>
+#include <cstring>
+#include <new>
+#include <type_traits>
+#include <variant>
+
+// BoundedIarchive's base classes are templates whose bodies live in these .ipp files; Boost
+// instantiates them only for its own archives, so this file instantiates them for ours.
+#include <boost/archive/impl/archive_serializer_map.ipp>
+#include <boost/archive/impl/basic_binary_iarchive.ipp>
+#include <boost/archive/impl/basic_binary_iprimitive.ipp>
+
+namespace boost::archive {
+template class basic_binary_iprimitive<chordkv::net::BoundedIarchive, char, std::char_traits<char>>;
+template class basic_binary_iarchive<chordkv::net::BoundedIarchive>;
+template class detail::archive_serializer_map<chordkv::net::BoundedIarchive>;
+}  // namespace boost::archive
+
+namespace chordkv::net {
+
+// --- BoundedIarchive ---------------------------------------------------------------------------
+
+BoundedIarchive::BoundedIarchive(SpanStreambuf& source, const PayloadLimits& limits)
+    : Base(source, detail::kArchiveFlags), source_(source), limits_(limits) {
+    init(detail::kArchiveFlags);
+}
+
+void BoundedIarchive::load_override(boost::serialization::collection_size_type& t) {
+    this->Base::load_override(t);
+    const std::size_t count = t;
+    // Every element we serialize takes at least one byte, so a count above the bytes left is a
+    // lie; checking it here keeps the vector's reserve()/resize() from allocating for it.
+    if (count > remaining() || count > limits_.collection_size_max) {
+        throw PayloadBoundsError("collection declares " + std::to_string(count) +
+                                 " elements; bytes left " + std::to_string(remaining()) +
+                                 ", limit " + std::to_string(limits_.collection_size_max));
+    }
+}
+
+void BoundedIarchive::load(bool& t) {
+    std::uint8_t byte = 0;
+    load_binary(&byte, 1);
+    // Reading a byte other than 0 or 1 into a bool is undefined behaviour; refuse it.
+    if (byte > 1) throw PayloadBoundsError("bool byte " + std::to_string(byte) + " is not 0 or 1");
+    t = byte == 1;
+}
+
+void BoundedIarchive::load(std::string& s) {
+    std::uint64_t size = 0;
+    load_binary(&size, sizeof(size));
+    if (size > remaining() || size > limits_.string_bytes_max) {
+        throw PayloadBoundsError("string declares " + std::to_string(size) + " bytes; bytes left " +
+                                 std::to_string(remaining()) + ", limit " +
+                                 std::to_string(limits_.string_bytes_max));
+    }
+    s.resize(static_cast<std::size_t>(size));
+    if (size > 0) load_binary(s.data(), s.size());
+}
+
+// --- frame layer -------------------------------------------------------------------------------
+
+namespace {
+
+using Tag = std::array<unsigned char, kMacTagBytes>;
+
+struct FrameHeader {
+    std::uint8_t type = 0;
+    std::uint8_t flags = 0;
+    std::size_t payload_bytes = 0;
+
+    bool tagged() const noexcept { return (flags & kFrameFlagMac) != 0; }
+    std::size_t frame_bytes() const noexcept {
+        return kFrameHeaderBytes + payload_bytes + (tagged() ? kMacTagBytes : 0);
+    }
+};
+
+std::uint8_t byte_at(std::string_view bytes, std::size_t i) noexcept {
+    return static_cast<std::uint8_t>(bytes[i]);
+}
+
+// Checks the kFrameHeaderBytes at the start of `bytes` (the caller ensures they are there).
+Result<FrameHeader> parse_header(std::string_view bytes, const FrameLimits& limits) noexcept {
+    if (std::memcmp(bytes.data(), kFrameMagic, sizeof(kFrameMagic)) != 0) {
+        return Result<FrameHeader>(Errc::malformed_message, "bad frame magic");
+    }
+    if (byte_at(bytes, 4) != kFrameVersion) {
+        return Result<FrameHeader>(Errc::malformed_message, "unsupported frame version " +
+                                                                std::to_string(byte_at(bytes, 4)));
+    }
+    FrameHeader header;
+    header.type = byte_at(bytes, 5);
+    header.flags = byte_at(bytes, 6);
+    if ((header.flags & ~kFrameFlagMac) != 0) {
+        return Result<FrameHeader>(Errc::malformed_message,
+                                   "unknown frame flags " + std::to_string(header.flags));
+    }
+    if (byte_at(bytes, 7) != 0) {
+        return Result<FrameHeader>(Errc::malformed_message, "reserved frame byte is not zero");
+    }
+    header.payload_bytes = (std::size_t{byte_at(bytes, 8)} << 24) |
+                           (std::size_t{byte_at(bytes, 9)} << 16) |
+                           (std::size_t{byte_at(bytes, 10)} << 8) | std::size_t{byte_at(bytes, 11)};
+    if (header.payload_bytes > limits.payload_bytes_max) {
+        return Result<FrameHeader>(Errc::too_large, "frame payload of " +
+                                                        std::to_string(header.payload_bytes) +
+                                                        " bytes exceeds the limit of " +
+                                                        std::to_string(limits.payload_bytes_max));
+    }
+    return header;
+}
+
+// HMAC-SHA256 of `data` under `key`; false only if OpenSSL fails (out of memory).
+bool compute_tag(const std::string& key, std::string_view data, Tag& tag) noexcept {
+    assert(!key.empty() && key.size() <= static_cast<std::size_t>(INT_MAX));
+    unsigned int tag_bytes = 0;
+    const unsigned char* result = HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
+                                       reinterpret_cast<const unsigned char*>(data.data()),
+                                       data.size(), tag.data(), &tag_bytes);
+    return result != nullptr && tag_bytes == kMacTagBytes;
+}
+
+// Applies the MAC policy (codec.hpp) to a complete frame whose header is `header`.
+Status check_tag(std::string_view frame, const FrameHeader& header,
+                 const std::string* key) noexcept {
+    if (key == nullptr) {
+        if (header.tagged()) {
+            return Status(Errc::unauthenticated,
+                          "frame carries a MAC tag but this node has no cluster key");
+        }
+        return Status();
+    }
+    if (!header.tagged()) return Status(Errc::unauthenticated, "frame has no MAC tag");
+    const std::size_t covered = kFrameHeaderBytes + header.payload_bytes;
+    Tag expected{};
+    if (!compute_tag(*key, frame.substr(0, covered), expected)) {
+        return Status(Errc::unauthenticated, "could not compute the MAC");
+    }
+    if (CRYPTO_memcmp(expected.data(), frame.data() + covered, kMacTagBytes) != 0) {
+        return Status(Errc::unauthenticated, "wrong MAC tag");
+    }
+    return Status();
+}
+
+FrameView view_of(std::string_view frame, const FrameHeader& header) noexcept {
+    return FrameView{header.type, header.flags,
+                     frame.substr(kFrameHeaderBytes, header.payload_bytes)};
+}
+
+}  // namespace
+
+namespace detail {
+
+std::size_t begin_frame(std::string& out, std::uint8_t type, bool tagged) {
+    const std::size_t offset = out.size();
+    out.append(kFrameMagic, sizeof(kFrameMagic));
+    out.push_back(static_cast<char>(kFrameVersion));
+    out.push_back(static_cast<char>(type));
+    out.push_back(static_cast<char>(tagged ? kFrameFlagMac : 0));
+    out.push_back('\0');
+    out.append(4, '\0');  // payload length, filled in by finish_frame
+    return offset;
+}
+
+void finish_frame(std::string& out, std::size_t offset, const std::string* key) {
+    assert(out.size() >= offset + kFrameHeaderBytes);
+    assert(((static_cast<std::uint8_t>(out[offset + 6]) & kFrameFlagMac) != 0) == (key != nullptr));
+    const std::size_t payload_bytes = out.size() - offset - kFrameHeaderBytes;
+    assert(payload_bytes <= 0xFFFFFFFFu);
+    for (int i = 0; i < 4; ++i) {
+        out[offset + 8 + static_cast<std::size_t>(i)] =
+            static_cast<char>((payload_bytes >> (24 - 8 * i)) & 0xFF);
+    }
+    if (key == nullptr) return;
+    Tag tag{};
+    if (!compute_tag(*key, std::string_view(out).substr(offset), tag)) throw std::bad_alloc();
+    out.append(reinterpret_cast<const char*>(tag.data()), tag.size());
+}
+
+}  // namespace detail
+
+std::string encode_frame(std::uint8_t type, std::string_view payload, const std::string* key) {
+    std::string out;
+    out.reserve(kFrameHeaderBytes + payload.size() + (key != nullptr ? kMacTagBytes : 0));
+    const std::size_t offset = detail::begin_frame(out, type, key != nullptr);
+    out.append(payload);
+    detail::finish_frame(out, offset, key);
+    return out;
+}
+
+Result<FrameView> decode_frame(std::string_view bytes, const FrameLimits& limits,
+                               const std::string* key) noexcept {
+    if (bytes.size() < kFrameHeaderBytes) {
+        return Result<FrameView>(
+            Errc::malformed_message,
+            "frame of " + std::to_string(bytes.size()) + " bytes is shorter than its header");
+    }
+    Result<FrameHeader> header = parse_header(bytes, limits);
+    if (!header) return header.error();
+    if (bytes.size() != header->frame_bytes()) {
+        return Result<FrameView>(Errc::malformed_message,
+                                 "frame declares " + std::to_string(header->frame_bytes()) +
+                                     " bytes but has " + std::to_string(bytes.size()));
+    }
+    if (Status mac = check_tag(bytes, *header, key); !mac) return mac.error();
+    return view_of(bytes, *header);
+}
+
+FrameReader::FrameReader(const FrameLimits& limits, const std::string* key)
+    : limits_(limits), key_(key) {}
+
+void FrameReader::append(std::string_view bytes) {
+    // Drop consumed bytes once they are at least half the buffer: each byte is moved at most
+    // once per halving, so compaction costs amortised O(1) per byte received.
+    if (consumed_ == buffer_.size()) {
+        buffer_.clear();
+        consumed_ = 0;
+    } else if (consumed_ > 0 && consumed_ >= buffer_.size() / 2) {
+        buffer_.erase(0, consumed_);
+        consumed_ = 0;
+    }
+    buffer_.append(bytes);
+}
+
+Result<std::optional<FrameView>> FrameReader::next() noexcept {
+    using R = Result<std::optional<FrameView>>;
+    if (error_) return R(*error_);
+    const std::string_view pending = std::string_view(buffer_).substr(consumed_);
+    if (pending.size() < kFrameHeaderBytes) return R(std::nullopt);
+    Result<FrameHeader> header = parse_header(pending, limits_);
+    if (!header) {
+        error_ = header.error();
+        return R(*error_);
+    }
+    if (pending.size() < header->frame_bytes()) return R(std::nullopt);
+    const std::string_view frame = pending.substr(0, header->frame_bytes());
+    if (Status mac = check_tag(frame, *header, key_); !mac) {
+        error_ = mac.error();
+        return R(*error_);
+    }
+    consumed_ += frame.size();
+    return R(view_of(frame, *header));
+}
+
+// --- protocol messages -------------------------------------------------------------------------
+
+namespace {
+
+template <class T>
+constexpr WireType wire_type_of();
+template <>
+constexpr WireType wire_type_of<chord::Ping>() {
+    return WireType::ping;
+}
+template <>
+constexpr WireType wire_type_of<chord::Pong>() {
+    return WireType::pong;
+}
+template <>
+constexpr WireType wire_type_of<chord::GetNeighbors>() {
+    return WireType::get_neighbors;
+}
+template <>
+constexpr WireType wire_type_of<chord::Neighbors>() {
+    return WireType::neighbors;
+}
+template <>
+constexpr WireType wire_type_of<chord::FindNext>() {
+    return WireType::find_next;
+}
+template <>
+constexpr WireType wire_type_of<chord::FindNextReply>() {
+    return WireType::find_next_reply;
+}
+template <>
+constexpr WireType wire_type_of<chord::Notify>() {
+    return WireType::notify;
+}
+template <>
+constexpr WireType wire_type_of<chord::Leave>() {
+    return WireType::leave;
+}
+template <>
+constexpr WireType wire_type_of<chord::LeaveAck>() {
+    return WireType::leave_ack;
+}
+
+// The envelope's fields, in wire order, for either direction of the archive.
+template <class Archive, class EnvelopeRef>
+void envelope_fields(Archive& ar, EnvelopeRef& e) {
+    ar& e.from& e.to_address& e.to_id& e.rpc_id& e.reply;
+}
+
+template <class T>
+void load_as(BoundedIarchive& ar, chord::Message& body) {
+    T message{};
+    ar >> message;
+    body = std::move(message);
+}
+
+// Loads the body of wire type `type` into `body`; false for an unknown type.
+bool load_body(BoundedIarchive& ar, std::uint8_t type, chord::Message& body) {
+    switch (static_cast<WireType>(type)) {
+        case WireType::ping:
+            load_as<chord::Ping>(ar, body);
+            return true;
+        case WireType::pong:
+            load_as<chord::Pong>(ar, body);
+            return true;
+        case WireType::get_neighbors:
+            load_as<chord::GetNeighbors>(ar, body);
+            return true;
+        case WireType::neighbors:
+            load_as<chord::Neighbors>(ar, body);
+            return true;
+        case WireType::find_next:
+            load_as<chord::FindNext>(ar, body);
+            return true;
+        case WireType::find_next_reply:
+            load_as<chord::FindNextReply>(ar, body);
+            return true;
+        case WireType::notify:
+            load_as<chord::Notify>(ar, body);
+            return true;
+        case WireType::leave:
+            load_as<chord::Leave>(ar, body);
+            return true;
+        case WireType::leave_ack:
+            load_as<chord::LeaveAck>(ar, body);
+            return true;
+    }
+    return false;
+}
+
+bool is_known_type(std::uint8_t type) noexcept {
+    return type >= static_cast<std::uint8_t>(WireType::ping) &&
+           type <= static_cast<std::uint8_t>(WireType::leave_ack);
+}
+
+Status check_address(const std::string& address, const char* what) {
+    if (address.size() <= kAddressBytesMax) return Status();
+    return Status(Errc::malformed_message, std::string(what) + " address of " +
+                                               std::to_string(address.size()) + " bytes exceeds " +
+                                               std::to_string(kAddressBytesMax));
+}
+
+Status check_peers(const std::vector<chord::Peer>& peers) {
+    if (peers.size() > kPeerListMax) {
+        return Status(Errc::malformed_message, "peer list of " + std::to_string(peers.size()) +
+                                                   " exceeds " + std::to_string(kPeerListMax));
+    }
+    for (const chord::Peer& peer : peers) {
+        if (Status s = check_address(peer.address, "peer"); !s) return s;
+    }
+    return Status();
+}
+
+// The semantic bounds of codec.hpp on a decoded envelope.
+Status validate(const chord::Envelope& e) {
+    if (Status s = check_address(e.from.address, "sender"); !s) return s;
+    if (Status s = check_address(e.to_address, "destination"); !s) return s;
+    return std::visit(
+        [](const auto& body) -> Status {
+            using T = std::decay_t<decltype(body)>;
+            if constexpr (std::is_same_v<T, chord::Neighbors> || std::is_same_v<T, chord::Leave>) {
+                if (body.predecessor) {
+                    if (Status s = check_address(body.predecessor->address, "peer"); !s) return s;
+                }
+                return check_peers(body.successors);
+            } else if constexpr (std::is_same_v<T, chord::FindNextReply>) {
+                return check_peers(body.peers);
+            } else {
+                return Status();
+            }
+        },
+        e.body);
+}
+
+}  // namespace
+
+WireType wire_type(const chord::Message& body) noexcept {
+    return std::visit(
+        [](const auto& message) { return wire_type_of<std::decay_t<decltype(message)>>(); }, body);
+}
+
+std::string encode_envelope(const chord::Envelope& envelope, const std::string* key) {
+    std::string out;
+    const std::size_t offset = detail::begin_frame(
+        out, static_cast<std::uint8_t>(wire_type(envelope.body)), key != nullptr);
+    {
+        StringSinkStreambuf sink(out);
+        boost::archive::binary_oarchive archive(sink, detail::kArchiveFlags);
+        envelope_fields(archive, envelope);
+        std::visit([&](const auto& body) { archive << body; }, envelope.body);
+    }
+    detail::finish_frame(out, offset, key);
+    return out;
+}
+
+Result<chord::Envelope> decode_envelope(std::string_view frame_bytes, const FrameLimits& limits,
+                                        const std::string* key) noexcept {
+    using R = Result<chord::Envelope>;
+    Result<FrameView> frame = decode_frame(frame_bytes, limits, key);
+    if (!frame) return frame.error();
+    if (!is_known_type(frame->type)) {
+        return R(Errc::malformed_message,
+                 "unknown protocol message type " + std::to_string(frame->type));
+    }
+    try {
+        chord::Envelope envelope;
+        PayloadLimits payload_limits;
+        payload_limits.collection_size_max = kPeerListMax;
+        payload_limits.string_bytes_max = kAddressBytesMax;
+        Status decoded =
+            detail::run_decoder(frame->payload, payload_limits, [&](BoundedIarchive& archive) {
+                envelope_fields(archive, envelope);
+                if (!load_body(archive, frame->type, envelope.body)) {
+                    throw PayloadBoundsError("unknown protocol message type");
+                }
+            });
+        if (!decoded) return decoded.error();
+        if (Status valid = validate(envelope); !valid) return valid.error();
+        return envelope;
+    } catch (const std::exception&) {
+        // Only building the error or moving the envelope can get here (std::bad_alloc).
+        return R(Errc::malformed_message, "decoder: out of memory");
+    }
+}
+
+}  // namespace chordkv::net
