@@ -1,101 +1,142 @@
-// chordd: the chordkv daemon.
-//
-// This first version opens (or creates) the node's data dir, loads or creates its persisted
-// vnode ids, reports the ring it forms on its own, and runs until SIGTERM or SIGINT. The
-// network transport (and with it --join) arrives with the net layer.
+// chordd: the chordkv daemon. One process = one Node: V vnodes on one UDP+TCP port and one
+// RocksDB data dir. Without --join it starts a new ring; with it, it joins through the seeds.
+// SIGTERM or SIGINT = graceful leave (a second signal stops at once).
 #include <spdlog/spdlog.h>
 
-#include <algorithm>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/program_options.hpp>
 #include <csignal>
 #include <cstdlib>
-#include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <iterator>
+#include <sstream>
 #include <string>
 
-#include "chord/node_id.hpp"
-#include "net/address.hpp"
-#include "node/vnode_ids.hpp"
-#include "storage/key_store.hpp"
+#include "node/node.hpp"
 
 namespace po = boost::program_options;
 
 namespace {
 
-// Exit codes: 0 clean stop, 2 bad command line or config, 3 data dir problem.
-constexpr int kExitUsage = 2;
-constexpr int kExitDataDir = 3;
+// Exit codes, distinct per cause so scripts can tell them apart.
+constexpr int kExitUsage = 2;    // bad flag, config file or address
+constexpr int kExitDataDir = 3;  // data dir cannot be created, opened or is inconsistent
+constexpr int kExitNetwork = 4;  // cannot bind the listen address (e.g. port in use)
+constexpr int kExitJoin = 5;     // no seed answered before the join timeout
 
 struct Settings {
     std::string listen = "127.0.0.1:7400";
     std::string advertise;  // defaults to listen
+    std::string join;       // comma-separated seeds
     std::string data_dir = "chordkv-data";
     std::uint32_t vnodes = 8;
+    std::size_t successors = 8;
+    std::string cluster_key_file;
+    std::int64_t join_timeout_ms = 30000;
     std::string log_level = "info";
     std::string config;
 };
 
+std::vector<std::string> split_commas(const std::string& text) {
+    std::vector<std::string> out;
+    std::stringstream in(text);
+    std::string item;
+    while (std::getline(in, item, ',')) {
+        if (!item.empty()) out.push_back(item);
+    }
+    return out;
+}
+
 int run(const Settings& settings) {
-    auto listen = chordkv::net::parse_host_port(settings.listen);
-    if (!listen) {
-        spdlog::error("--listen: {}", listen.error().message());
+    chordkv::NodeOptions options;
+    options.listen = settings.listen;
+    options.advertise = settings.advertise;
+    options.join = split_commas(settings.join);
+    options.data_dir = settings.data_dir;
+    options.vnodes = settings.vnodes;
+    options.protocol.successors = settings.successors;
+    options.join_timeout = std::chrono::milliseconds(settings.join_timeout_ms);
+    if (settings.successors == 0 || settings.successors > 64) {
+        spdlog::error("--successors must be in 1..64, got {}", settings.successors);
         return kExitUsage;
     }
-    auto advertise = chordkv::net::parse_host_port(settings.advertise.empty() ? settings.listen
-                                                                              : settings.advertise);
-    if (!advertise) {
-        spdlog::error("--advertise: {}", advertise.error().message());
+    if (settings.join_timeout_ms <= 0) {
+        spdlog::error("--join-timeout must be positive");
         return kExitUsage;
     }
-    if (settings.vnodes == 0 || settings.vnodes > 1024) {
-        spdlog::error("--vnodes must be in 1..1024, got {}", settings.vnodes);
-        return kExitUsage;
+    if (!settings.cluster_key_file.empty()) {
+        std::ifstream file(settings.cluster_key_file, std::ios::binary);
+        if (!file) {
+            spdlog::error("cannot read --cluster-key-file '{}'", settings.cluster_key_file);
+            return kExitUsage;
+        }
+        options.transport.cluster_key.assign(std::istreambuf_iterator<char>(file), {});
+        if (options.transport.cluster_key.size() < 16) {
+            spdlog::error("cluster key in '{}' is {} bytes; use at least 16 random bytes",
+                          settings.cluster_key_file, options.transport.cluster_key.size());
+            return kExitUsage;
+        }
     }
-
-    std::error_code ec;
-    std::filesystem::create_directories(settings.data_dir, ec);
-    if (ec) {
-        spdlog::error("cannot create data dir '{}': {}", settings.data_dir, ec.message());
-        return kExitDataDir;
-    }
-    auto store = chordkv::storage::KeyStore::open(settings.data_dir, {});
-    if (!store) {
-        spdlog::error("cannot open data dir '{}': {}", settings.data_dir, store.error().message());
-        return kExitDataDir;
-    }
-    auto ids = chordkv::load_or_create_vnode_ids(**store, advertise->to_string(), settings.vnodes);
-    if (!ids) {
-        spdlog::error("data dir '{}': {}", settings.data_dir, ids.error().message());
-        return kExitDataDir;
-    }
-
-    auto sorted = *ids;
-    std::sort(sorted.begin(), sorted.end());
-    spdlog::info("chordd {} with {} vnodes, data in '{}'", advertise->to_string(), sorted.size(),
-                 std::filesystem::absolute(settings.data_dir).string());
-    for (std::size_t i = 0; i < sorted.size(); ++i) {
-        const auto& pred = sorted[(i + sorted.size() - 1) % sorted.size()];
-        spdlog::info("  vnode {}  arc ({}.., {}..]  share {:.2f}%", sorted[i].to_hex(),
-                     pred.short_hex(), sorted[i].short_hex(),
-                     100.0 * chordkv::chord::ring_share(pred, sorted[i]));
-    }
-    if (auto keys = (*store)->approximate_keys()) {
-        spdlog::info("keys stored: about {}", *keys);
-    }
-    spdlog::info("ready: a ring of one node");
 
     boost::asio::io_context io;
-    boost::asio::signal_set signals(io, SIGINT, SIGTERM);
-    signals.async_wait([&](const boost::system::error_code& error, int signal) {
-        if (!error) spdlog::info("signal {} received, stopping", signal);
-        io.stop();
+    auto opened = chordkv::Node::open(io, options);
+    if (!opened) {
+        const auto& error = opened.error();
+        spdlog::error("{}", error.message());
+        if (error.code() == chordkv::Errc::invalid_argument) return kExitUsage;
+        if (error.code() == chordkv::Errc::storage_error ||
+            error.code() == chordkv::Errc::corruption) {
+            return kExitDataDir;
+        }
+        return kExitNetwork;
+    }
+    auto& node = **opened;
+    spdlog::info("chordd {} listening on {}, {} vnodes, data in '{}'", node.advertise().to_string(),
+                 settings.listen, node.vnode_ids().size(), settings.data_dir);
+
+    int exit_code = EXIT_SUCCESS;
+    node.start([&](chordkv::Status status) {
+        if (!status) {
+            spdlog::error("cannot join the ring: {}", status.error().message());
+            exit_code = kExitJoin;
+            node.stop();
+            io.stop();
+            return;
+        }
+        spdlog::info("ready: {} vnodes are ring members ({})", node.vnode_ids().size(),
+                     options.join.empty() ? "new ring" : "joined through " + settings.join);
     });
+
+    boost::asio::signal_set signals(io, SIGINT, SIGTERM);
+    bool leaving = false;
+    std::function<void(const boost::system::error_code&, int)> on_signal =
+        [&](const boost::system::error_code& error, int signal) {
+            if (error) return;
+            if (leaving) {
+                spdlog::warn("signal {} again: stopping without waiting", signal);
+                node.stop();
+                io.stop();
+                return;
+            }
+            leaving = true;
+            spdlog::info("signal {}: leaving the ring", signal);
+            node.leave([&](chordkv::Status status) {
+                if (status) {
+                    spdlog::info("left the ring; neighbours acknowledged");
+                } else {
+                    spdlog::warn("left the ring without every acknowledgement: {}",
+                                 status.error().message());
+                }
+                io.stop();
+            });
+            signals.async_wait(on_signal);
+        };
+    signals.async_wait(on_signal);
     io.run();
     spdlog::info("stopped");
-    return EXIT_SUCCESS;
+    return exit_code;
 }
 
 }  // namespace
@@ -103,18 +144,26 @@ int run(const Settings& settings) {
 int main(int argc, char** argv) {
     Settings s;
     po::options_description flags("chordd options");
-    flags.add_options()                                                     //
-        ("help,h", "show this help")                                        //
-        ("listen", po::value(&s.listen)->default_value(s.listen),           //
-         "HOST:PORT to listen on (UDP and TCP)")                            //
-        ("advertise", po::value(&s.advertise),                              //
-         "HOST:PORT peers use to reach this node (default: --listen)")      //
-        ("data-dir", po::value(&s.data_dir)->default_value(s.data_dir),     //
-         "directory for the RocksDB store and the node's ids")              //
-        ("vnodes", po::value(&s.vnodes)->default_value(s.vnodes),           //
-         "virtual nodes (ring positions) this process owns")                //
-        ("log-level", po::value(&s.log_level)->default_value(s.log_level),  //
-         "trace, debug, info, warn, error or off")                          //
+    flags.add_options()                                                      //
+        ("help,h", "show this help")                                         //
+        ("listen", po::value(&s.listen)->default_value(s.listen),            //
+         "HOST:PORT to listen on (UDP and TCP)")                             //
+        ("advertise", po::value(&s.advertise),                               //
+         "HOST:PORT peers use to reach this node (default: --listen)")       //
+        ("data-dir", po::value(&s.data_dir)->default_value(s.data_dir),      //
+         "directory for the RocksDB store and the node's ids")               //
+        ("vnodes", po::value(&s.vnodes)->default_value(s.vnodes),            //
+         "virtual nodes (ring positions) this process owns")                 //
+        ("join", po::value(&s.join),                                         //
+         "HOST:PORT[,HOST:PORT...] seeds to join through (none: new ring)")  //
+        ("successors", po::value(&s.successors)->default_value(s.successors),
+         "successor list length r")  //
+        ("join-timeout", po::value(&s.join_timeout_ms)->default_value(s.join_timeout_ms),
+         "milliseconds to keep trying the seeds")  //
+        ("cluster-key-file", po::value(&s.cluster_key_file),
+         "file holding the cluster key; every frame is authenticated with it")  //
+        ("log-level", po::value(&s.log_level)->default_value(s.log_level),      //
+         "trace, debug, info, warn, error or off")                              //
         ("config", po::value(&s.config),
          "config file of `name = value` lines using the flag names");
 

@@ -1,0 +1,76 @@
+// Admin and client requests over TCP (chordctl, chord::Client): one request frame, one reply
+// frame with the same request_id; many may be in flight on one connection.
+//
+// Wire types 32..63 (the protocol's are below 32). Payloads are Boost.Serialization archives
+// (net/codec.hpp encode_payload / decode_payload).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "chord/messages.hpp"
+#include "chord/node_id.hpp"
+
+namespace chordkv::net {
+
+enum class AdminType : std::uint8_t {
+    info_request = 32,
+    info_reply = 33,
+    lookup_request = 34,
+    lookup_reply = 35,
+    error_reply = 63,
+};
+
+// One vnode as its process sees it.
+struct VnodeInfo {
+    chord::NodeId id;
+    std::uint8_t state = 0;  // chord::MemberState
+    std::optional<chord::Peer> predecessor;
+    std::vector<chord::Peer> successors;
+    std::uint32_t fingers_set = 0;  // fingers that point somewhere
+    std::uint64_t lookups_started = 0;
+    std::uint64_t lookups_failed = 0;
+    std::uint64_t lookup_hops = 0;
+    std::uint64_t rpc_timeouts = 0;
+};
+
+struct InfoRequest {
+    std::uint64_t request_id = 0;
+};
+
+struct InfoReply {
+    std::uint64_t request_id = 0;
+    std::string address;  // advertised
+    std::string version;
+    std::vector<VnodeInfo> vnodes;
+    // Transport counters.
+    std::uint64_t datagrams_received = 0;
+    std::uint64_t frames_dropped = 0;
+    std::uint64_t frames_unauthenticated = 0;
+    std::uint64_t tcp_connections_dropped = 0;
+};
+
+struct LookupRequest {
+    std::uint64_t request_id = 0;
+    std::string key;  // the key's bytes; its id is SHA-1(key)
+};
+
+struct LookupReply {
+    std::uint64_t request_id = 0;
+    chord::NodeId key_id;
+    chord::Peer owner;
+    std::vector<chord::Peer> replicas;
+    std::int32_t hops = 0;
+    std::int32_t timeouts = 0;
+};
+
+// Any request can fail with this instead of its reply.
+struct ErrorReply {
+    std::uint64_t request_id = 0;
+    std::int32_t code = 0;  // chordkv::Errc value
+    std::string message;
+};
+
+}  // namespace chordkv::net

@@ -1,0 +1,91 @@
+// Wire encoding of the admin messages (net/admin.hpp): frame type = AdminType, payload = the
+// Boost.Serialization archive of the struct (same rules as the protocol's, net/serialization).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "chord/result.hpp"
+#include "net/admin.hpp"
+#include "net/codec.hpp"
+#include "net/serialization.hpp"
+
+namespace chordkv::net {
+
+// The frame type each admin message travels as.
+template <typename T>
+constexpr std::uint8_t admin_type();
+template <>
+constexpr std::uint8_t admin_type<InfoRequest>() {
+    return static_cast<std::uint8_t>(AdminType::info_request);
+}
+template <>
+constexpr std::uint8_t admin_type<InfoReply>() {
+    return static_cast<std::uint8_t>(AdminType::info_reply);
+}
+template <>
+constexpr std::uint8_t admin_type<LookupRequest>() {
+    return static_cast<std::uint8_t>(AdminType::lookup_request);
+}
+template <>
+constexpr std::uint8_t admin_type<LookupReply>() {
+    return static_cast<std::uint8_t>(AdminType::lookup_reply);
+}
+template <>
+constexpr std::uint8_t admin_type<ErrorReply>() {
+    return static_cast<std::uint8_t>(AdminType::error_reply);
+}
+
+// A complete frame carrying `message`, tagged with `key` when it is not null.
+template <typename T>
+std::string encode_admin(const T& message, const std::string* key) {
+    return encode_message_frame(admin_type<T>(), message, key);
+}
+
+// The message in a frame's payload. Errors: malformed_message.
+template <typename T>
+Result<T> decode_admin(std::string_view payload) {
+    return decode_payload<T>(payload);
+}
+
+}  // namespace chordkv::net
+
+namespace boost::serialization {
+
+template <class Archive>
+void serialize(Archive& ar, chordkv::net::VnodeInfo& m, const unsigned int) {
+    ar& m.id& m.state& m.predecessor& m.successors& m.fingers_set& m.lookups_started& m
+        .lookups_failed& m.lookup_hops& m.rpc_timeouts;
+}
+template <class Archive>
+void serialize(Archive& ar, chordkv::net::InfoRequest& m, const unsigned int) {
+    ar& m.request_id;
+}
+template <class Archive>
+void serialize(Archive& ar, chordkv::net::InfoReply& m, const unsigned int) {
+    ar& m.request_id& m.address& m.version& m.vnodes& m.datagrams_received& m.frames_dropped& m
+        .frames_unauthenticated& m.tcp_connections_dropped;
+}
+template <class Archive>
+void serialize(Archive& ar, chordkv::net::LookupRequest& m, const unsigned int) {
+    ar& m.request_id& m.key;
+}
+template <class Archive>
+void serialize(Archive& ar, chordkv::net::LookupReply& m, const unsigned int) {
+    ar& m.request_id& m.key_id& m.owner& m.replicas& m.hops& m.timeouts;
+}
+template <class Archive>
+void serialize(Archive& ar, chordkv::net::ErrorReply& m, const unsigned int) {
+    ar& m.request_id& m.code& m.message;
+}
+
+}  // namespace boost::serialization
+
+CHORDKV_WIRE_STRUCT(chordkv::net::VnodeInfo)
+CHORDKV_WIRE_STRUCT(std::vector<chordkv::net::VnodeInfo>)
+CHORDKV_WIRE_STRUCT(chordkv::net::InfoRequest)
+CHORDKV_WIRE_STRUCT(chordkv::net::InfoReply)
+CHORDKV_WIRE_STRUCT(chordkv::net::LookupRequest)
+CHORDKV_WIRE_STRUCT(chordkv::net::LookupReply)
+CHORDKV_WIRE_STRUCT(chordkv::net::ErrorReply)

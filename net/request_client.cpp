@@ -1,0 +1,97 @@
+#include "net/request_client.hpp"
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/write.hpp>
+
+#include "net/address.hpp"
+
+namespace chordkv::net {
+
+namespace asio = boost::asio;
+using asio::ip::tcp;
+
+RequestClient::RequestClient(std::string address, std::string key)
+    : address_(std::move(address)),
+      key_(std::move(key)),
+      socket_(io_),
+      reader_(FrameLimits{kTcpPayloadBytesMax}, key_.empty() ? nullptr : &key_) {}
+
+bool RequestClient::run_until(const bool& done, std::chrono::milliseconds timeout) {
+    io_.restart();
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (!done && std::chrono::steady_clock::now() < deadline) {
+        io_.run_one_until(deadline);
+    }
+    if (!done) {
+        boost::system::error_code ignored;
+        socket_.close(ignored);  // aborts the pending operation
+        io_.restart();
+        io_.run();  // let the aborted handler run so nothing refers to this call's state
+    }
+    return done;
+}
+
+Result<std::unique_ptr<RequestClient>> RequestClient::connect(const std::string& address,
+                                                              std::chrono::milliseconds timeout,
+                                                              std::string cluster_key) {
+    using R = Result<std::unique_ptr<RequestClient>>;
+    auto hp = parse_host_port(address);
+    if (!hp) return R(hp.error());
+    std::unique_ptr<RequestClient> c(new RequestClient(hp->to_string(), std::move(cluster_key)));
+    tcp::resolver resolver(c->io_);
+    boost::system::error_code ec;
+    auto endpoints = resolver.resolve(hp->host, std::to_string(hp->port), ec);
+    if (ec) return R(Errc::unreachable, "cannot resolve '" + hp->host + "': " + ec.message());
+    bool done = false;
+    boost::system::error_code result;
+    asio::async_connect(c->socket_, endpoints,
+                        [&](const boost::system::error_code& e, const tcp::endpoint&) {
+                            result = e;
+                            done = true;
+                        });
+    if (!c->run_until(done, timeout)) {
+        return R(Errc::timed_out, "connecting to " + c->address_);
+    }
+    if (result) return R(Errc::unreachable, c->address_ + ": " + result.message());
+    c->socket_.set_option(tcp::no_delay(true), ec);
+    return c;
+}
+
+Result<Frame> RequestClient::call(const std::string& frame, std::chrono::milliseconds timeout) {
+    using R = Result<Frame>;
+    if (!socket_.is_open()) return R(Errc::unreachable, address_ + ": connection closed");
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    auto left = [&] {
+        return std::chrono::duration_cast<std::chrono::milliseconds>(
+            deadline - std::chrono::steady_clock::now());
+    };
+    bool done = false;
+    boost::system::error_code ec;
+    asio::async_write(socket_, asio::buffer(frame),
+                      [&](const boost::system::error_code& e, std::size_t) {
+                          ec = e;
+                          done = true;
+                      });
+    if (!run_until(done, left())) return R(Errc::timed_out, "sending to " + address_);
+    if (ec) return R(Errc::unreachable, address_ + ": " + ec.message());
+
+    char buffer[64 * 1024];
+    for (;;) {
+        auto next = reader_.next();
+        if (!next) return R(next.error());
+        if (next->has_value()) return Frame{(*next)->type, std::string((*next)->payload)};
+        done = false;
+        std::size_t n = 0;
+        socket_.async_read_some(asio::buffer(buffer, sizeof buffer),
+                                [&](const boost::system::error_code& e, std::size_t got) {
+                                    ec = e;
+                                    n = got;
+                                    done = true;
+                                });
+        if (!run_until(done, left())) return R(Errc::timed_out, "waiting for " + address_);
+        if (ec) return R(Errc::unreachable, address_ + ": " + ec.message());
+        reader_.append(std::string_view(buffer, n));
+    }
+}
+
+}  // namespace chordkv::net

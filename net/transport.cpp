@@ -1,0 +1,273 @@
+#include "net/transport.hpp"
+
+#include <boost/asio/ip/address.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/write.hpp>
+
+namespace chordkv::net {
+
+namespace asio = boost::asio;
+using asio::ip::tcp;
+using asio::ip::udp;
+
+namespace {
+
+constexpr std::size_t kDatagramBytesMax = 65536;
+constexpr std::size_t kReadChunkBytes = 64 * 1024;
+constexpr std::size_t kEndpointCacheMax = 65536;
+
+Error socket_error(const boost::system::error_code& ec, const std::string& what) {
+    return Error(std::error_code(ec.value(), std::system_category()), what + ": " + ec.message());
+}
+
+}  // namespace
+
+// --- Connection -------------------------------------------------------------------------
+
+Connection::Connection(tcp::socket socket, Transport& transport)
+    : socket_(std::move(socket)),
+      transport_(transport),
+      reader_(FrameLimits{transport.options().tcp_payload_bytes_max}, transport.key()),
+      buffer_(kReadChunkBytes) {}
+
+void Connection::start() {
+    read();
+}
+
+void Connection::read() {
+    socket_.async_read_some(
+        asio::buffer(buffer_),
+        [self = shared_from_this()](const boost::system::error_code& ec, std::size_t n) {
+            if (ec) {
+                self->close();
+                return;
+            }
+            self->reader_.append(std::string_view(self->buffer_.data(), n));
+            for (;;) {
+                auto next = self->reader_.next();
+                if (!next) {
+                    if (next.code() == Errc::unauthenticated) {
+                        ++self->transport_.stats_.frames_unauthenticated;
+                    } else {
+                        ++self->transport_.stats_.frames_dropped;
+                    }
+                    self->fail();
+                    return;
+                }
+                if (!next->has_value()) break;
+                ++self->transport_.stats_.tcp_frames_received;
+                if (self->transport_.on_frame_) self->transport_.on_frame_(self, **next);
+                if (!self->open()) return;
+            }
+            self->read();
+        });
+}
+
+void Connection::send(std::string frame) {
+    if (!open()) return;
+    if (queue_.size() >= transport_.options().connection_queue_frames_max) {
+        fail();
+        return;
+    }
+    queue_.push_back(std::move(frame));
+    if (!writing_) write();
+}
+
+void Connection::write() {
+    writing_ = true;
+    asio::async_write(
+        socket_, asio::buffer(queue_.front()),
+        [self = shared_from_this()](const boost::system::error_code& ec, std::size_t) {
+            if (ec) {
+                self->writing_ = false;
+                self->close();
+                return;
+            }
+            self->queue_.pop_front();
+            if (self->queue_.empty()) {
+                self->writing_ = false;
+            } else {
+                self->write();
+            }
+        });
+}
+
+void Connection::fail() {
+    ++transport_.stats_.tcp_connections_dropped;
+    close();
+}
+
+void Connection::close() {
+    if (!socket_.is_open()) return;
+    boost::system::error_code ignored;
+    socket_.shutdown(tcp::socket::shutdown_both, ignored);
+    socket_.close(ignored);
+    queue_.clear();
+}
+
+// --- Transport --------------------------------------------------------------------------
+
+Transport::Transport(asio::io_context& io, TransportOptions options)
+    : io_(io),
+      options_(std::move(options)),
+      udp_(io),
+      acceptor_(io),
+      datagram_(kDatagramBytesMax) {}
+
+Transport::~Transport() {
+    close();
+}
+
+Result<std::unique_ptr<Transport>> Transport::open(asio::io_context& io, const HostPort& listen,
+                                                   TransportOptions options) {
+    using R = Result<std::unique_ptr<Transport>>;
+    boost::system::error_code ec;
+    const auto ip = asio::ip::make_address(listen.host, ec);
+    if (ec) {
+        return R(Errc::invalid_argument,
+                 "listen address '" + listen.host + "' is not an IP address");
+    }
+    std::unique_ptr<Transport> t(new Transport(io, std::move(options)));
+    const std::string where = listen.to_string();
+
+    const udp::endpoint udp_endpoint(ip, listen.port);
+    t->udp_.open(udp_endpoint.protocol(), ec);
+    if (!ec) t->udp_.bind(udp_endpoint, ec);
+    if (ec) return R(socket_error(ec, "UDP " + where));
+    // Bursts of maintenance traffic from many vnodes: a larger receive buffer loses less.
+    t->udp_.set_option(asio::socket_base::receive_buffer_size(4 << 20), ec);
+
+    // TCP on the same port number as UDP (port 0: the port UDP got).
+    const tcp::endpoint tcp_endpoint(ip, t->udp_.local_endpoint().port());
+    t->acceptor_.open(tcp_endpoint.protocol(), ec);
+    if (!ec) t->acceptor_.set_option(tcp::acceptor::reuse_address(true), ec);
+    if (!ec) t->acceptor_.bind(tcp_endpoint, ec);
+    if (!ec) t->acceptor_.listen(asio::socket_base::max_listen_connections, ec);
+    if (ec) return R(socket_error(ec, "TCP " + where));
+    return t;
+}
+
+std::uint16_t Transport::port() const {
+    boost::system::error_code ec;
+    const auto endpoint = udp_.local_endpoint(ec);
+    return ec ? 0 : endpoint.port();
+}
+
+void Transport::start(EnvelopeHandler on_envelope, FrameHandler on_frame) {
+    on_envelope_ = std::move(on_envelope);
+    on_frame_ = std::move(on_frame);
+    receive();
+    accept();
+}
+
+void Transport::receive() {
+    udp_.async_receive_from(asio::buffer(datagram_), sender_,
+                            [this](const boost::system::error_code& ec, std::size_t n) {
+                                if (ec == asio::error::operation_aborted || closed_) return;
+                                if (!ec) {
+                                    ++stats_.datagrams_received;
+                                    auto envelope =
+                                        decode_envelope(std::string_view(datagram_.data(), n),
+                                                        FrameLimits{kUdpPayloadBytesMax}, key());
+                                    if (!envelope) {
+                                        if (envelope.code() == Errc::unauthenticated) {
+                                            ++stats_.frames_unauthenticated;
+                                        } else {
+                                            ++stats_.frames_dropped;
+                                        }
+                                    } else if (on_envelope_) {
+                                        on_envelope_(std::move(envelope).value());
+                                    }
+                                }
+                                // Errors on an unconnected UDP socket (e.g. an ICMP port
+                                // unreachable reported on Linux) concern one earlier datagram, not
+                                // the socket: keep receiving.
+                                receive();
+                            });
+}
+
+void Transport::accept() {
+    acceptor_.async_accept([this](const boost::system::error_code& ec, tcp::socket socket) {
+        if (ec == asio::error::operation_aborted || closed_) return;
+        if (!ec) {
+            // Forget connections that have closed, then enforce the bound.
+            connections_.erase(std::remove_if(connections_.begin(), connections_.end(),
+                                              [](const auto& w) {
+                                                  auto c = w.lock();
+                                                  return !c || !c->open();
+                                              }),
+                               connections_.end());
+            if (connections_.size() >= options_.connections_max) {
+                boost::system::error_code ignored;
+                socket.close(ignored);
+                ++stats_.tcp_connections_dropped;
+            } else {
+                ++stats_.tcp_connections_accepted;
+                boost::system::error_code ignored;
+                socket.set_option(tcp::no_delay(true), ignored);
+                auto connection = std::make_shared<Connection>(std::move(socket), *this);
+                connections_.push_back(connection);
+                connection->start();
+            }
+        }
+        accept();
+    });
+}
+
+Result<udp::endpoint> Transport::resolve(const std::string& address) {
+    using R = Result<udp::endpoint>;
+    if (auto it = endpoints_.find(address); it != endpoints_.end()) return it->second;
+    auto hp = parse_host_port(address);
+    if (!hp) return R(hp.error());
+    boost::system::error_code ec;
+    auto ip = asio::ip::make_address(hp->host, ec);
+    udp::endpoint endpoint;
+    if (!ec) {
+        endpoint = udp::endpoint(ip, hp->port);
+    } else {
+        // A host name: resolve once (blocking, rare: seeds and advertised names) and cache.
+        udp::resolver resolver(io_);
+        auto results = resolver.resolve(udp::v4(), hp->host, std::to_string(hp->port), ec);
+        if (ec || results.empty()) {
+            return R(Errc::unreachable, "cannot resolve '" + hp->host + "'");
+        }
+        endpoint = results.begin()->endpoint();
+    }
+    if (endpoints_.size() >= kEndpointCacheMax) endpoints_.clear();
+    endpoints_.emplace(address, endpoint);
+    return endpoint;
+}
+
+void Transport::send(const chord::Envelope& envelope) {
+    if (closed_) return;
+    auto endpoint = resolve(envelope.to_address);
+    if (!endpoint) {
+        ++stats_.send_errors;
+        return;
+    }
+    auto bytes = std::make_shared<std::string>(encode_envelope(envelope, key()));
+    if (bytes->size() > kDatagramBytesMax) {
+        ++stats_.send_errors;
+        return;
+    }
+    ++stats_.datagrams_sent;
+    udp_.async_send_to(asio::buffer(*bytes), *endpoint,
+                       [this, bytes](const boost::system::error_code& ec, std::size_t) {
+                           if (ec && ec != asio::error::operation_aborted) ++stats_.send_errors;
+                       });
+}
+
+void Transport::close() {
+    if (closed_) return;
+    closed_ = true;
+    boost::system::error_code ignored;
+    udp_.close(ignored);
+    acceptor_.close(ignored);
+    for (auto& weak : connections_) {
+        if (auto c = weak.lock()) c->close();
+    }
+    connections_.clear();
+}
+
+}  // namespace chordkv::net

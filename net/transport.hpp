@@ -1,0 +1,133 @@
+// Transport: one port number, two sockets — UDP for the protocol's small retried RPCs, TCP for
+// client and bulk traffic — on the caller's io_context (DESIGN.md "Transport and wire format").
+//
+//   UDP  datagram ─► decode_envelope (limits, MAC) ─► on_envelope(envelope)
+//   TCP  stream ──► FrameReader (limits, MAC) ─────► on_frame(connection, frame)
+//                                                     └─ connection->send(reply frame)
+//
+// Every malformed, oversized or unauthenticated frame is dropped and counted; a TCP peer that
+// sends one is disconnected; everyone else keeps being served. Queues are bounded.
+//
+// Threading: all handlers run on the io_context; call every method from it (one thread, or a
+// strand when the io_context runs on several).
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ip/udp.hpp>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "chord/messages.hpp"
+#include "chord/result.hpp"
+#include "net/address.hpp"
+#include "net/codec.hpp"
+
+namespace chordkv::net {
+
+struct TransportOptions {
+    // Cluster key for the frame MAC; empty = frames carry no tag.
+    std::string cluster_key;
+    // Frames waiting to be written on one TCP connection; beyond it the connection is closed
+    // (a client that does not read its replies must not grow our memory without bound).
+    std::size_t connection_queue_frames_max = 4096;
+    // Open inbound TCP connections; more are accepted and closed at once.
+    std::size_t connections_max = 1024;
+    // Largest TCP frame payload accepted.
+    std::size_t tcp_payload_bytes_max = kTcpPayloadBytesMax;
+};
+
+struct TransportStats {
+    std::uint64_t datagrams_received = 0;
+    std::uint64_t datagrams_sent = 0;
+    std::uint64_t frames_dropped = 0;          // malformed or oversized (UDP and TCP)
+    std::uint64_t frames_unauthenticated = 0;  // missing or wrong MAC
+    std::uint64_t send_errors = 0;             // unresolvable address, socket error
+    std::uint64_t tcp_frames_received = 0;
+    std::uint64_t tcp_connections_accepted = 0;
+    std::uint64_t tcp_connections_dropped = 0;  // closed for a bad frame or a full queue
+};
+
+// One inbound TCP connection. Owned by the transport; handlers get a shared_ptr so a reply can
+// be sent after the handler returned (send() on a closed connection is a no-op).
+class Connection : public std::enable_shared_from_this<Connection> {
+public:
+    Connection(boost::asio::ip::tcp::socket socket, class Transport& transport);
+    void start();
+    // Queues a complete frame (from encode_frame) for writing, in order.
+    void send(std::string frame);
+    void close();
+    bool open() const noexcept { return socket_.is_open(); }
+
+private:
+    void read();
+    void write();
+    void fail();
+
+    boost::asio::ip::tcp::socket socket_;
+    Transport& transport_;
+    FrameReader reader_;
+    std::vector<char> buffer_;
+    std::deque<std::string> queue_;
+    bool writing_ = false;
+};
+
+class Transport {
+public:
+    using EnvelopeHandler = std::function<void(chord::Envelope envelope)>;
+    using FrameHandler =
+        std::function<void(const std::shared_ptr<Connection>& from, const FrameView& frame)>;
+
+    // Binds UDP and TCP on `listen`. Errors: the socket error (address_in_use, ...) with the
+    // address in the message; invalid_argument for a host that is not an IP address.
+    static Result<std::unique_ptr<Transport>> open(boost::asio::io_context& io,
+                                                   const HostPort& listen,
+                                                   TransportOptions options);
+    ~Transport();
+    Transport(const Transport&) = delete;
+    Transport& operator=(const Transport&) = delete;
+
+    // Starts the receive and accept loops.
+    void start(EnvelopeHandler on_envelope, FrameHandler on_frame);
+    // Sends a protocol envelope over UDP to envelope.to_address. Failures are counted, not
+    // reported: the protocol's tracker retries and times out.
+    void send(const chord::Envelope& envelope);
+    // Closes the sockets and every connection; pending handlers complete with operation_aborted.
+    void close();
+
+    const TransportStats& stats() const noexcept { return stats_; }
+    const TransportOptions& options() const noexcept { return options_; }
+    // The bound UDP/TCP port (useful when listening on port 0 in tests).
+    std::uint16_t port() const;
+
+private:
+    friend class Connection;
+    Transport(boost::asio::io_context& io, TransportOptions options);
+    void receive();
+    void accept();
+    const std::string* key() const {
+        return options_.cluster_key.empty() ? nullptr : &options_.cluster_key;
+    }
+    Result<boost::asio::ip::udp::endpoint> resolve(const std::string& address);
+
+    boost::asio::io_context& io_;
+    TransportOptions options_;
+    boost::asio::ip::udp::socket udp_;
+    boost::asio::ip::tcp::acceptor acceptor_;
+    std::vector<char> datagram_;
+    boost::asio::ip::udp::endpoint sender_;
+    EnvelopeHandler on_envelope_;
+    FrameHandler on_frame_;
+    std::unordered_map<std::string, boost::asio::ip::udp::endpoint> endpoints_;
+    std::vector<std::weak_ptr<Connection>> connections_;
+    TransportStats stats_;
+    bool closed_ = false;
+};
+
+}  // namespace chordkv::net

@@ -1,0 +1,353 @@
+#include "node/node.hpp"
+
+#include <boost/asio/post.hpp>
+#include <filesystem>
+
+#include "net/admin_codec.hpp"
+#include "node/vnode_ids.hpp"
+
+namespace chordkv {
+
+namespace asio = boost::asio;
+
+namespace {
+
+constexpr auto kJoinRetryDelay = std::chrono::milliseconds(500);
+constexpr const char* kVersion = "chordkv 0.1.0";
+
+std::uint64_t seed_from(std::uint64_t seed) {
+    if (seed != 0) return seed;
+    std::random_device device;
+    return (std::uint64_t{device()} << 32) ^ device();
+}
+
+}  // namespace
+
+Node::Node(asio::io_context& io, NodeOptions options)
+    : io_(io), options_(std::move(options)), rng_(seed_from(options_.seed)), timer_(io) {}
+
+Node::~Node() {
+    stop();
+}
+
+Result<std::unique_ptr<Node>> Node::open(asio::io_context& io, NodeOptions options) {
+    using R = Result<std::unique_ptr<Node>>;
+    auto listen = net::parse_host_port(options.listen);
+    if (!listen) return R(Errc::invalid_argument, "listen: " + listen.error().message());
+    if (options.vnodes == 0 || options.vnodes > 1024) {
+        return R(Errc::invalid_argument,
+                 "vnodes must be in 1..1024, got " + std::to_string(options.vnodes));
+    }
+    for (const auto& seed : options.join) {
+        if (auto s = net::parse_host_port(seed); !s) {
+            return R(Errc::invalid_argument, "join: " + s.error().message());
+        }
+    }
+
+    std::unique_ptr<Node> node(new Node(io, std::move(options)));
+    const NodeOptions& o = node->options_;
+
+    std::error_code ec;
+    std::filesystem::create_directories(o.data_dir, ec);
+    if (ec) {
+        return R(Errc::storage_error,
+                 "cannot create data dir '" + o.data_dir + "': " + ec.message());
+    }
+    auto store = storage::KeyStore::open(o.data_dir, o.store);
+    if (!store) {
+        return R(store.error().code(), "data dir '" + o.data_dir + "': " + store.error().detail());
+    }
+    node->store_ = std::move(store).value();
+
+    auto transport = net::Transport::open(io, *listen, o.transport);
+    if (!transport) return R(transport.error());
+    node->transport_ = std::move(transport).value();
+
+    if (!o.advertise.empty()) {
+        auto advertise = net::parse_host_port(o.advertise);
+        if (!advertise)
+            return R(Errc::invalid_argument, "advertise: " + advertise.error().message());
+        node->advertise_ = *advertise;
+    } else {
+        if (listen->host == "0.0.0.0" || listen->host == "::") {
+            return R(Errc::invalid_argument,
+                     "listening on " + listen->host +
+                         " needs an advertise address that peers can reach");
+        }
+        node->advertise_ = net::HostPort{listen->host, node->transport_->port()};
+    }
+    node->advertise_text_ = node->advertise_.to_string();
+
+    auto ids = load_or_create_vnode_ids(*node->store_, node->advertise_text_, o.vnodes);
+    if (!ids)
+        return R(ids.error().code(), "data dir '" + o.data_dir + "': " + ids.error().detail());
+    node->ids_ = std::move(ids).value();
+    for (const auto& id : node->ids_) {
+        node->vnodes_.push_back(std::make_unique<chord::Protocol>(
+            chord::Peer{id, node->advertise_text_}, o.protocol, node->rng_));
+    }
+    return node;
+}
+
+// --- lifecycle --------------------------------------------------------------------------
+
+void Node::start(NodeCallback ready) {
+    ready_ = std::move(ready);
+    transport_->start([this](chord::Envelope e) { on_envelope(std::move(e)); },
+                      [this](const std::shared_ptr<net::Connection>& from,
+                             const net::FrameView& frame) { on_frame(from, frame); });
+    join_deadline_ = now() + options_.join_timeout;
+    if (options_.join.empty()) {
+        // A new ring: every vnode of this process is a member from the start.
+        std::vector<chord::Peer> members;
+        for (const auto& vnode : vnodes_) members.push_back(vnode->self());
+        for (auto& vnode : vnodes_) vnode->create(now(), members);
+        joined_all();
+    } else {
+        join_vnode(0, 0);
+    }
+    pump();
+}
+
+void Node::join_vnode(std::size_t index, std::size_t seed_index) {
+    if (stopped_) return;
+    // The first vnode joins through a seed; the others through this process, whose first
+    // vnode is then a member (the request is delivered in-process).
+    const std::string via =
+        index == 0 ? options_.join[seed_index % options_.join.size()] : advertise_text_;
+    std::weak_ptr<int> alive = alive_;
+    vnodes_[index]->join(
+        now(), via, [this, alive, index, seed_index, via](chord::Time t, Status status) {
+            if (alive.expired() || stopped_) return;
+            if (status) {
+                if (index + 1 < vnodes_.size()) {
+                    // Continue from a fresh stack: this callback runs inside the protocol.
+                    asio::post(io_, [this, alive, index] {
+                        if (!alive.expired()) join_vnode(index + 1, 0);
+                        pump();
+                    });
+                } else {
+                    joined_all();
+                }
+                return;
+            }
+            last_join_error_ = Error(status.error().code(),
+                                     "join through " + via + ": " + status.error().message());
+            if (t >= join_deadline_) {
+                if (auto ready = std::move(ready_)) ready(Status(last_join_error_));
+                return;
+            }
+            // Try the next seed after a pause.
+            auto retry = std::make_shared<asio::steady_timer>(io_, kJoinRetryDelay);
+            retry->async_wait(
+                [this, alive, retry, index, seed_index](const boost::system::error_code& ec) {
+                    if (ec || alive.expired()) return;
+                    join_vnode(index, seed_index + 1);
+                    pump();
+                });
+        });
+}
+
+void Node::joined_all() {
+    if (auto ready = std::move(ready_)) ready(Status{});
+}
+
+void Node::leave(NodeCallback done) {
+    if (stopped_) {
+        if (done) done(Status(Errc::shutting_down, "the node is stopped"));
+        return;
+    }
+    auto pending = std::make_shared<std::size_t>(0);
+    auto result = std::make_shared<Status>();
+    auto finish = [this, done, pending, result]() {
+        if (*pending > 0) return;
+        // Let the last acks and replies go out before closing the sockets.
+        asio::post(io_, [this, done, result, alive = std::weak_ptr<int>(alive_)] {
+            if (alive.expired()) return;
+            stop();
+            if (done) done(*result);
+        });
+    };
+    for (auto& vnode : vnodes_) {
+        if (vnode->ring_state().state != chord::MemberState::member) continue;
+        ++*pending;
+    }
+    if (*pending == 0) {
+        finish();
+        return;
+    }
+    for (auto& vnode : vnodes_) {
+        if (vnode->ring_state().state != chord::MemberState::member) continue;
+        vnode->leave(now(), [pending, result, finish](chord::Time, Status status) {
+            if (!status && *result) *result = status;
+            --*pending;
+            finish();
+        });
+    }
+    pump();
+}
+
+void Node::stop() {
+    if (stopped_) return;
+    stopped_ = true;
+    boost::system::error_code ignored;
+    timer_.cancel();
+    if (transport_) transport_->close();
+}
+
+// --- message flow -----------------------------------------------------------------------
+
+chord::Protocol* Node::first_member() {
+    for (auto& vnode : vnodes_) {
+        if (vnode->ring_state().state == chord::MemberState::member) return vnode.get();
+    }
+    return nullptr;
+}
+
+chord::Protocol* Node::route(const chord::Envelope& envelope) {
+    if (!envelope.to_id) return first_member();
+    for (auto& vnode : vnodes_) {
+        if (vnode->self().id == *envelope.to_id) return vnode.get();
+    }
+    return nullptr;
+}
+
+void Node::on_envelope(chord::Envelope envelope) {
+    if (stopped_) return;
+    if (chord::Protocol* vnode = route(envelope)) vnode->handle(now(), envelope);
+    pump();
+}
+
+void Node::pump() {
+    if (stopped_ || pumping_) return;
+    pumping_ = true;
+    std::weak_ptr<int> alive = alive_;
+    for (auto& vnode : vnodes_) {
+        for (auto& e : vnode->take_outbox()) {
+            if (e.to_address == advertise_text_) {
+                // Another vnode of this process: deliver in-process, on a fresh stack.
+                asio::post(io_, [this, alive, e = std::move(e)]() mutable {
+                    if (!alive.expired()) on_envelope(std::move(e));
+                });
+            } else {
+                transport_->send(e);
+            }
+        }
+    }
+    pumping_ = false;
+    arm_timer();
+}
+
+void Node::arm_timer() {
+    if (stopped_) return;
+    chord::Time deadline = chord::Time::max();
+    for (const auto& vnode : vnodes_) deadline = std::min(deadline, vnode->next_deadline());
+    if (deadline == timer_at_) return;
+    timer_at_ = deadline;
+    if (deadline == chord::Time::max()) {
+        timer_.cancel();
+        return;
+    }
+    timer_.expires_at(deadline);
+    std::weak_ptr<int> alive = alive_;
+    timer_.async_wait([this, alive](const boost::system::error_code& ec) {
+        if (ec || alive.expired()) return;  // re-armed or cancelled
+        on_timer();
+    });
+}
+
+void Node::on_timer() {
+    if (stopped_) return;
+    timer_at_ = chord::Time::max();
+    const chord::Time t = now();
+    for (auto& vnode : vnodes_) {
+        if (vnode->next_deadline() <= t) vnode->tick(t);
+    }
+    pump();
+}
+
+void Node::lookup(std::string_view key, chord::LookupCallback done) {
+    chord::Protocol* vnode = first_member();
+    if (!vnode || stopped_) {
+        done(now(), Result<chord::LookupResult>(Errc::shutting_down, "no vnode is a ring member"));
+        return;
+    }
+    vnode->lookup(now(), chord::NodeId::hash(key), std::move(done));
+    pump();
+}
+
+// --- admin requests over TCP ------------------------------------------------------------
+
+net::InfoReply Node::info() const {
+    net::InfoReply out;
+    out.address = advertise_text_;
+    out.version = kVersion;
+    for (const auto& vnode : vnodes_) {
+        const auto& ring = vnode->ring_state();
+        const auto& stats = vnode->stats();
+        net::VnodeInfo v;
+        v.id = ring.self.id;
+        v.state = static_cast<std::uint8_t>(ring.state);
+        v.predecessor = ring.predecessor;
+        v.successors = ring.successors;
+        for (const auto& f : ring.fingers) v.fingers_set += f ? 1 : 0;
+        v.lookups_started = stats.lookups_started;
+        v.lookups_failed = stats.lookups_failed;
+        v.lookup_hops = stats.lookup_hops;
+        v.rpc_timeouts = stats.rpc_timeouts;
+        out.vnodes.push_back(std::move(v));
+    }
+    const auto& t = transport_->stats();
+    out.datagrams_received = t.datagrams_received;
+    out.frames_dropped = t.frames_dropped;
+    out.frames_unauthenticated = t.frames_unauthenticated;
+    out.tcp_connections_dropped = t.tcp_connections_dropped;
+    return out;
+}
+
+void Node::on_frame(const std::shared_ptr<net::Connection>& from, const net::FrameView& frame) {
+    if (stopped_) return;
+    const std::string* key =
+        options_.transport.cluster_key.empty() ? nullptr : &options_.transport.cluster_key;
+    auto send_error = [from, key](std::uint64_t request_id, const Error& error) {
+        net::ErrorReply reply{request_id, error.code().value(), error.message()};
+        from->send(net::encode_admin(reply, key));
+    };
+    switch (static_cast<net::AdminType>(frame.type)) {
+        case net::AdminType::info_request: {
+            auto request = net::decode_admin<net::InfoRequest>(frame.payload);
+            if (!request) break;
+            auto reply = info();
+            reply.request_id = request->request_id;
+            from->send(net::encode_admin(reply, key));
+            return;
+        }
+        case net::AdminType::lookup_request: {
+            auto request = net::decode_admin<net::LookupRequest>(frame.payload);
+            if (!request) break;
+            const std::uint64_t id = request->request_id;
+            const chord::NodeId key_id = chord::NodeId::hash(request->key);
+            std::weak_ptr<net::Connection> weak = from;
+            lookup(request->key, [weak, id, key_id, key, send_error](
+                                     chord::Time, Result<chord::LookupResult> r) {
+                auto connection = weak.lock();
+                if (!connection) return;
+                if (!r) {
+                    send_error(id, r.error());
+                    return;
+                }
+                net::LookupReply reply{id, key_id, r->owner, r->replicas, r->hops, r->timeouts};
+                connection->send(net::encode_admin(reply, key));
+            });
+            return;
+        }
+        default:
+            send_error(0, Error(Errc::invalid_argument,
+                                "unknown request type " + std::to_string(frame.type)));
+            return;
+    }
+    // A request that does not decode: the peer speaks something else; drop it.
+    from->close();
+}
+
+}  // namespace chordkv

@@ -1,0 +1,132 @@
+// chordkv::Node: one chordkv process's ring membership, embeddable in any program.
+//
+// A Node runs V vnodes (chord::Protocol instances) over one Transport (UDP + TCP on one port)
+// and one KeyStore (RocksDB), on an io_context that the embedder owns and runs:
+//
+//     boost::asio::io_context io;
+//     chordkv::NodeOptions options;            // defaults: 127.0.0.1:7400, 8 vnodes
+//     options.join = {"10.0.0.1:7400"};        // empty: start a new ring
+//     auto node = chordkv::Node::open(io, options);
+//     if (!node) { log(node.error().message()); return; }
+//     (*node)->start([](chordkv::Status s) { log(s ? "joined" : s.error().message()); });
+//     io.run();
+//
+// The vnode ids are kept in the store, so a restart on the same data dir returns to the same
+// ring positions. One steady_timer is re-armed to the earliest protocol deadline; messages
+// between vnodes of the same process are delivered in-process, never through a socket.
+//
+// Threading: every method, and every callback, runs on the io_context. If the io_context runs
+// on several threads, call the Node only from handlers it posted (its operations are not
+// internally synchronized). Destroy the Node after the io_context has stopped running, or from
+// a handler on it after stop().
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "chord/protocol.hpp"
+#include "chord/result.hpp"
+#include "net/address.hpp"
+#include "net/admin.hpp"
+#include "net/transport.hpp"
+#include "storage/key_store.hpp"
+
+namespace chordkv {
+
+struct NodeOptions {
+    // Address to bind UDP and TCP on. Port 0 picks a free port (tests).
+    std::string listen = "127.0.0.1:7400";
+    // Address peers use to reach this process; empty = the listen address (with the real
+    // port when listening on port 0).
+    std::string advertise;
+    // Seeds to join through, tried in order; empty = start a new ring.
+    std::vector<std::string> join;
+    // RocksDB data dir; created when missing. Holds the vnode ids.
+    std::string data_dir = "chordkv-data";
+    // Ring positions this process owns; a bigger machine takes more (its weight).
+    std::uint32_t vnodes = 8;
+    // Protocol settings (successor list length r, timers, limits).
+    chord::ProtocolOptions protocol;
+    // Transport settings, including the cluster key (empty = no frame MAC).
+    net::TransportOptions transport;
+    // Key store settings.
+    storage::KeyStoreOptions store;
+    // How long start() keeps retrying the seeds before reporting failure.
+    std::chrono::milliseconds join_timeout = std::chrono::seconds(30);
+    // RNG seed for timer jitter and backoff; 0 = from std::random_device.
+    std::uint64_t seed = 0;
+};
+
+using NodeCallback = std::function<void(Status status)>;
+
+class Node {
+public:
+    // Binds the sockets, opens the store and loads (or creates) the vnode ids. Nothing is sent
+    // until start(). Errors: the bind error (address in use, ...), invalid_argument for a bad
+    // address or vnode count, storage_error/corruption for the data dir.
+    static Result<std::unique_ptr<Node>> open(boost::asio::io_context& io, NodeOptions options);
+    ~Node();
+    Node(const Node&) = delete;
+    Node& operator=(const Node&) = delete;
+
+    // Creates a new ring (no seeds) or joins through the seeds; `ready` gets success once every
+    // vnode is a ring member, or the last join error after join_timeout.
+    void start(NodeCallback ready);
+    // Graceful leave of every vnode, then the sockets close. `done` gets success when every
+    // neighbour acknowledged, timed_out otherwise; the node is stopped either way.
+    void leave(NodeCallback done);
+    // Stops at once (no goodbyes): closes sockets and timers. Idempotent.
+    void stop();
+
+    // Finds the owner of `key` (and its replica set) starting from this node's first vnode.
+    void lookup(std::string_view key, chord::LookupCallback done);
+
+    const net::HostPort& advertise() const noexcept { return advertise_; }
+    std::uint16_t port() const { return transport_->port(); }
+    const std::vector<chord::NodeId>& vnode_ids() const noexcept { return ids_; }
+    // Every vnode's state and counters, as served to chordctl.
+    net::InfoReply info() const;
+    storage::KeyStore& store() noexcept { return *store_; }
+
+private:
+    Node(boost::asio::io_context& io, NodeOptions options);
+    chord::Time now() const { return std::chrono::steady_clock::now(); }
+    void on_envelope(chord::Envelope envelope);
+    void on_frame(const std::shared_ptr<net::Connection>& from, const net::FrameView& frame);
+    chord::Protocol* route(const chord::Envelope& envelope);
+    chord::Protocol* first_member();
+    void pump();
+    void arm_timer();
+    void on_timer();
+    void join_vnode(std::size_t index, std::size_t seed_index);
+    void joined_all();
+
+    boost::asio::io_context& io_;
+    NodeOptions options_;
+    net::HostPort advertise_;
+    std::string advertise_text_;
+    std::unique_ptr<storage::KeyStore> store_;
+    std::unique_ptr<net::Transport> transport_;
+    std::mt19937_64 rng_;
+    std::vector<chord::NodeId> ids_;
+    std::vector<std::unique_ptr<chord::Protocol>> vnodes_;
+    boost::asio::steady_timer timer_;
+    chord::Time timer_at_ = chord::Time::max();
+    NodeCallback ready_;
+    chord::Time join_deadline_{};
+    Error last_join_error_{Errc::unreachable};
+    bool stopped_ = false;
+    bool pumping_ = false;
+    // Handlers posted to the io_context hold a weak_ptr to this and do nothing once the Node
+    // is gone.
+    std::shared_ptr<int> alive_ = std::make_shared<int>(0);
+};
+
+}  // namespace chordkv

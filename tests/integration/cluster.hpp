@@ -1,0 +1,69 @@
+// A cluster of real chordd processes on 127.0.0.1 for integration tests: each with its own
+// port and temp data dir; started, killed (-9 or SIGTERM) and restarted by PID.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "chord/node_id.hpp"
+#include "chord/result.hpp"
+#include "net/admin.hpp"
+#include "process.hpp"
+
+namespace chordkv::testing {
+
+struct ClusterOptions {
+    int vnodes = 8;
+    int successors = 8;
+    std::vector<std::string> extra_flags;
+};
+
+class Cluster {
+public:
+    explicit Cluster(ClusterOptions options);
+    ~Cluster();  // kills what is still running, removes the temp dirs
+
+    // Starts process i (a new index when i == size()). join_via: index of a running process
+    // to join through, or -1 for a new ring. Returns false (with the log) when it does not
+    // report ready within `timeout`.
+    bool start(std::size_t i, int join_via,
+               std::chrono::milliseconds timeout = std::chrono::seconds(20));
+    void kill9(std::size_t i);
+    // SIGTERM; waits for the exit; returns the exit status.
+    std::optional<int> terminate(std::size_t i, std::chrono::milliseconds timeout);
+    bool running(std::size_t i);
+
+    std::size_t size() const noexcept { return procs_.size(); }
+    std::string address(std::size_t i) const;
+    const std::string& log_path(std::size_t i) const { return procs_[i].log; }
+    std::string log(std::size_t i) const;
+
+    // The vnodes of process i, over the wire.
+    Result<net::InfoReply> info(std::size_t i) const;
+    // "" when the running processes form the ideal ring (one ordered ring of all their vnodes,
+    // successor lists = the next min(r, M-1), predecessors right); else the first problem.
+    std::string ideal_ring_problem() const;
+    // Every vnode's predecessor and successor list, one line each, in ring order.
+    std::string dump() const;
+    // The sorted ids of every vnode of every running process (as they report them).
+    std::vector<chord::NodeId> live_ids() const;
+
+private:
+    struct Proc {
+        int port = 0;
+        std::string dir;
+        std::string log;
+        std::unique_ptr<ChildProcess> child;
+    };
+    ClusterOptions options_;
+    std::string root_;
+    std::vector<Proc> procs_;
+};
+
+std::string chordd_path();
+std::string chordctl_path();
+
+}  // namespace chordkv::testing
