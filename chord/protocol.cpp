@@ -445,6 +445,11 @@ void Protocol::lookup_step(Time now, std::uint64_t id) {
         next.address = *l.bootstrap_address;
         l.bootstrap_address.reset();
     } else {
+        if (l.candidates.empty() && ring_.state == MemberState::member) {
+            // Every candidate so far failed. Our own table has forgotten the ones that timed
+            // out, so it now names the next-best live vnodes (our successors at worst).
+            add_candidates(l, closest_preceding_nodes(l.target, options_.lookup_candidates));
+        }
         if (l.candidates.empty()) {
             finish_lookup(now, id,
                           Result<LookupResult>(Errc::unreachable, "no live candidate left for " +
@@ -649,12 +654,13 @@ void Protocol::on_stabilize_reply(Time now, const Peer& s, const Neighbors& n) {
 // one round — instead of one per stabilize period — lets a burst of joins converge in a few
 // rounds rather than one round per joiner.
 void Protocol::approach(Time now, const Peer& candidate, std::size_t steps_left) {
-    if (suspected(candidate.id)) {
-        notify_successor();
-        return;
-    }
+    // A recently failed candidate gets one short attempt: if it is alive (its earlier
+    // messages were lost) it is back in a round trip; if dead, this costs one timeout rather
+    // than a full retry cycle during which stabilize waits.
+    const RpcTracker::Policy policy =
+        suspected(candidate.id) ? RpcTracker::Policy{options_.rpc_timeout, 1} : stabilize_policy();
     stabilizing_ = true;
-    call(now, candidate.address, candidate.id, GetNeighbors{}, stabilize_policy(),
+    call(now, candidate.address, candidate.id, GetNeighbors{}, policy,
          [this, candidate, steps_left](Time t, Result<Envelope> reply) {
              stabilizing_ = false;
              if (ring_.state != MemberState::member) return;

@@ -35,6 +35,7 @@ struct Args {
     std::uint64_t seed = 1;
     std::size_t lookups = 1000;
     double loss = 0.0;
+    double quiet_loss = 0.0;  // loss once growth, failures and churn are over
     std::size_t churn = 0;
     double fail_fraction = 0.0;
     std::size_t successors = 8;
@@ -67,7 +68,10 @@ std::optional<Args> parse(int argc, char** argv) {
         "seed", po::value(&a.seed)->default_value(a.seed), "seed of the run's only RNG")(
         "lookups", po::value(&a.lookups)->default_value(a.lookups),
         "lookups checked against the oracle at the end")(
-        "loss", po::value(&a.loss)->default_value(a.loss), "message loss probability")(
+        "loss", po::value(&a.loss)->default_value(a.loss),
+        "message loss probability while the ring grows, fails and churns")(
+        "quiet-loss", po::value(&a.quiet_loss)->default_value(a.quiet_loss),
+        "message loss probability in the quiet phase (final convergence and lookups)")(
         "churn", po::value(&a.churn)->default_value(a.churn),
         "random joins, crashes and leaves after convergence")(
         "fail-fraction", po::value(&a.fail_fraction)->default_value(a.fail_fraction),
@@ -89,7 +93,7 @@ std::optional<Args> parse(int argc, char** argv) {
         std::exit(0);
     }
     if (a.nodes < 1 || a.successors < 1 || a.vnodes < 1 || a.loss < 0 || a.loss >= 1 ||
-        a.fail_fraction < 0 || a.fail_fraction >= 1) {
+        a.quiet_loss < 0 || a.quiet_loss >= 1 || a.fail_fraction < 0 || a.fail_fraction >= 1) {
         std::cerr << "chordsim: need nodes, successors, vnodes >= 1 and loss, fail-fraction in "
                      "[0, 1)\n";
         return std::nullopt;
@@ -173,6 +177,8 @@ Report run(const Args& a) {
             for (std::size_t i = 0; i < r.crashed; ++i) sim.crash(up[i]);
         }
         churn(sim, a.churn, a.nodes);
+        // Then quiet: no more faults, and the network's loss drops to --quiet-loss.
+        sim.network().loss = a.quiet_loss;
         took = sim.run_until_converged(sim.now() + patience);
         r.recover_seconds = seconds(sim.now() - phase);
         if (!took) {
@@ -216,6 +222,7 @@ void print(const Args& a, const Report& r, double rounds) {
         out << std::setprecision(6);
         out << "{\"nodes\":" << a.nodes << ",\"vnodes\":" << a.vnodes << ",\"seed\":" << a.seed
             << ",\"successors\":" << a.successors << ",\"loss\":" << a.loss
+            << ",\"quiet_loss\":" << a.quiet_loss
             << ",\"converged\":" << (r.converged ? "true" : "false")
             << ",\"converge_seconds\":" << r.converge_seconds
             << ",\"rounds_to_converge\":" << rounds << ",\"crashed\":" << r.crashed
