@@ -9,7 +9,8 @@ std::string HostPort::to_string() const {
     return (v6 ? "[" + host + "]" : host) + ":" + std::to_string(port);
 }
 
-Result<HostPort> parse_host_port(std::string_view text, std::uint16_t default_port) {
+Result<HostPort> parse_host_port(std::string_view text, std::uint16_t default_port,
+                                 bool allow_port_zero) {
     using R = Result<HostPort>;
     const auto bad = [&](const std::string& why) {
         return R(Errc::invalid_argument, "address '" + std::string(text) + "': " + why);
@@ -51,7 +52,7 @@ Result<HostPort> parse_host_port(std::string_view text, std::uint16_t default_po
     unsigned value = 0;
     const auto* end = port_text.data() + port_text.size();
     const auto [ptr, ec] = std::from_chars(port_text.data(), end, value);
-    if (ec != std::errc() || ptr != end || value == 0 || value > 65535) {
+    if (ec != std::errc() || ptr != end || (value == 0 && !allow_port_zero) || value > 65535) {
         return bad("port must be a number in 1..65535");
     }
     out.port = static_cast<std::uint16_t>(value);

@@ -20,8 +20,10 @@ struct HostPort {
     }
 };
 
-// Parses "host:port", "[v6]:port" or, when default_port is non-zero, a bare "host".
+// Parses "host:port", "[v6]:port" or, when default_port is non-zero, a bare "host". Port 0 is
+// refused unless allow_port_zero (a listen address: "any free port").
 // Errors: invalid_argument with a message naming the input and what is wrong with it.
-Result<HostPort> parse_host_port(std::string_view text, std::uint16_t default_port = 0);
+Result<HostPort> parse_host_port(std::string_view text, std::uint16_t default_port = 0,
+                                 bool allow_port_zero = false);
 
 }  // namespace chordkv::net

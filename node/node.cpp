@@ -32,7 +32,7 @@ Node::~Node() {
 
 Result<std::unique_ptr<Node>> Node::open(asio::io_context& io, NodeOptions options) {
     using R = Result<std::unique_ptr<Node>>;
-    auto listen = net::parse_host_port(options.listen);
+    auto listen = net::parse_host_port(options.listen, 0, /*allow_port_zero=*/true);
     if (!listen) return R(Errc::invalid_argument, "listen: " + listen.error().message());
     if (options.vnodes == 0 || options.vnodes > 1024) {
         return R(Errc::invalid_argument,

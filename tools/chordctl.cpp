@@ -18,6 +18,7 @@
 #include "chord/node_id.hpp"
 #include "chord/protocol.hpp"
 #include "net/admin_codec.hpp"
+#include "net/cluster_key.hpp"
 #include "net/request_client.hpp"
 
 namespace po = boost::program_options;
@@ -38,6 +39,7 @@ struct Settings {
     std::string node = "127.0.0.1:7400";
     bool json = false;
     std::chrono::milliseconds timeout{5000};
+    std::string cluster_key;  // empty: frames carry no MAC
 };
 
 std::string json_string(std::string_view s) {
@@ -105,7 +107,7 @@ Result<T> ask(chordkv::net::RequestClient& client, const Request& request,
 }
 
 Result<chordkv::net::InfoReply> fetch_info(const std::string& address, const Settings& s) {
-    auto client = chordkv::net::RequestClient::connect(address, s.timeout);
+    auto client = chordkv::net::RequestClient::connect(address, s.timeout, s.cluster_key);
     if (!client) return Result<chordkv::net::InfoReply>(client.error());
     return ask<chordkv::net::InfoReply>(**client, chordkv::net::InfoRequest{1}, s.timeout);
 }
@@ -195,7 +197,7 @@ int cmd_ring(const Settings& s) {
 }
 
 int cmd_lookup(const Settings& s, const std::string& key) {
-    auto client = chordkv::net::RequestClient::connect(s.node, s.timeout);
+    auto client = chordkv::net::RequestClient::connect(s.node, s.timeout, s.cluster_key);
     if (!client) return fail(client.error().message());
     auto reply =
         ask<chordkv::net::LookupReply>(**client, chordkv::net::LookupRequest{1, key}, s.timeout);
@@ -259,13 +261,15 @@ int cmd_stats(const Settings& s) {
 int main(int argc, char** argv) {
     Settings s;
     std::int64_t timeout_ms = s.timeout.count();
+    std::string key_file;
     std::vector<std::string> command;
     po::options_description flags("chordctl [options] ring | lookup KEY | stats");
     flags.add_options()("help,h", "show this help")                                           //
         ("node", po::value(&s.node)->default_value(s.node), "HOST:PORT of any cluster node")  //
         ("json", po::bool_switch(&s.json), "machine-readable output")                         //
         ("timeout", po::value(&timeout_ms)->default_value(timeout_ms),
-         "milliseconds to wait for each answer");
+         "milliseconds to wait for each answer")  //
+        ("cluster-key-file", po::value(&key_file), "the cluster's key, when it has one");
     po::options_description hidden;
     hidden.add_options()("command", po::value(&command));
     po::options_description all;
@@ -285,6 +289,11 @@ int main(int argc, char** argv) {
         return fail(std::string(e.what()));
     }
     if (timeout_ms <= 0) return fail("--timeout must be positive");
+    if (!key_file.empty()) {
+        auto key = chordkv::net::read_cluster_key_file(key_file);
+        if (!key) return fail(key.error().message());
+        s.cluster_key = std::move(key).value();
+    }
     s.timeout = std::chrono::milliseconds(timeout_ms);
     if (command.empty()) return fail("no command; try ring, lookup KEY or stats (--help)");
     const std::string& verb = command.front();

@@ -14,6 +14,7 @@
 #include <sstream>
 #include <string>
 
+#include "net/cluster_key.hpp"
 #include "node/node.hpp"
 
 namespace po = boost::program_options;
@@ -67,17 +68,12 @@ int run(const Settings& settings) {
         return kExitUsage;
     }
     if (!settings.cluster_key_file.empty()) {
-        std::ifstream file(settings.cluster_key_file, std::ios::binary);
-        if (!file) {
-            spdlog::error("cannot read --cluster-key-file '{}'", settings.cluster_key_file);
+        auto key = chordkv::net::read_cluster_key_file(settings.cluster_key_file);
+        if (!key) {
+            spdlog::error("--cluster-key-file: {}", key.error().message());
             return kExitUsage;
         }
-        options.transport.cluster_key.assign(std::istreambuf_iterator<char>(file), {});
-        if (options.transport.cluster_key.size() < 16) {
-            spdlog::error("cluster key in '{}' is {} bytes; use at least 16 random bytes",
-                          settings.cluster_key_file, options.transport.cluster_key.size());
-            return kExitUsage;
-        }
+        options.transport.cluster_key = std::move(key).value();
     }
 
     boost::asio::io_context io;

@@ -9,6 +9,7 @@
 
 #include "chord/protocol.hpp"
 #include "net/admin_codec.hpp"
+#include "net/cluster_key.hpp"
 #include "net/request_client.hpp"
 
 namespace chordkv::testing {
@@ -24,6 +25,12 @@ std::string chordctl_path() {
 }
 
 Cluster::Cluster(ClusterOptions options) : options_(std::move(options)) {
+    if (!options_.key_file.empty()) {
+        auto key = net::read_cluster_key_file(options_.key_file);
+        if (key) key_ = *key;
+        options_.extra_flags.push_back("--cluster-key-file");
+        options_.extra_flags.push_back(options_.key_file);
+    }
     root_ =
         (std::filesystem::temp_directory_path() / ("chordkv-it-" + std::to_string(::getpid()) +
                                                    "-" + std::to_string(std::random_device{}())))
@@ -101,10 +108,10 @@ bool Cluster::running(std::size_t i) {
 
 Result<net::InfoReply> Cluster::info(std::size_t i) const {
     using R = Result<net::InfoReply>;
-    auto client = net::RequestClient::connect(address(i), std::chrono::seconds(2));
+    auto client = net::RequestClient::connect(address(i), std::chrono::seconds(2), key_);
     if (!client) return R(client.error());
-    auto frame =
-        (*client)->call(net::encode_admin(net::InfoRequest{7}, nullptr), std::chrono::seconds(2));
+    auto frame = (*client)->call(net::encode_admin(net::InfoRequest{7}, (*client)->key()),
+                                 std::chrono::seconds(2));
     if (!frame) return R(frame.error());
     if (frame->type != net::admin_type<net::InfoReply>()) {
         return R(Errc::malformed_message, "unexpected reply type");

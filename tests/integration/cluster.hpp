@@ -19,6 +19,8 @@ struct ClusterOptions {
     int vnodes = 8;
     int successors = 8;
     std::vector<std::string> extra_flags;
+    // Cluster key file given to every process (and used by this harness's own requests).
+    std::string key_file;
 };
 
 class Cluster {
@@ -59,6 +61,7 @@ private:
         std::unique_ptr<ChildProcess> child;
     };
     ClusterOptions options_;
+    std::string key_;
     std::string root_;
     std::vector<Proc> procs_;
 };

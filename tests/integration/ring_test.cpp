@@ -8,6 +8,7 @@
 #include <atomic>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <random>
 #include <thread>
 
@@ -226,6 +227,57 @@ TEST(RingIntegration, GarbageFloodDoesNotStopTheNode) {
     std::string problem;
     ASSERT_TRUE(wait_for([&] { return (problem = cluster.ideal_ring_problem()).empty(); }, 10s))
         << problem;
+}
+
+}  // namespace
+}  // namespace chordkv::testing
+
+namespace chordkv::testing {
+namespace {
+
+TEST(RingIntegration, ClusterKeyKeepsOutsidersOut) {
+    const std::string dir = "/tmp/chordkv-keys-" + std::to_string(::getpid());
+    std::filesystem::create_directories(dir);
+    const std::string key = dir + "/key", other = dir + "/other";
+    {
+        std::ofstream(key) << "0123456789abcdef0123456789abcdef\n";
+        std::ofstream(other) << "fedcba9876543210fedcba9876543210\n";
+    }
+    ClusterOptions options;
+    options.key_file = key;
+    Cluster cluster(options);
+    ASSERT_TRUE(cluster.start(0, -1)) << cluster.log(0);
+    ASSERT_TRUE(cluster.start(1, 0)) << cluster.log(1);
+    auto keyed_ring = [&](std::size_t i) {
+        return run_command(
+            {chordctl_path(), "--node", cluster.address(i), "--cluster-key-file", key, "ring"},
+            10s);
+    };
+    auto ring = keyed_ring(1);
+    EXPECT_EQ(ring.exit_code, 0) << ring.out;
+    std::string problem;
+    ASSERT_TRUE(wait_for([&] { return (problem = cluster.ideal_ring_problem()).empty(); }, 10s))
+        << problem;
+
+    // Without the key, or with another key, chordctl gets nothing.
+    auto unkeyed = run_command(
+        {chordctl_path(), "--node", cluster.address(0), "--timeout", "1000", "ring"}, 10s);
+    EXPECT_EQ(unkeyed.exit_code, 2);
+    auto wrong = run_command({chordctl_path(), "--node", cluster.address(0), "--timeout", "1000",
+                              "--cluster-key-file", other, "ring"},
+                             10s);
+    EXPECT_EQ(wrong.exit_code, 2);
+
+    // A process with another key cannot join, and the cluster keeps serving.
+    auto outsider =
+        run_command({chordd_path(), "--listen", "127.0.0.1:" + std::to_string(free_port()),
+                     "--data-dir", dir + "/outsider", "--join", cluster.address(0),
+                     "--join-timeout", "2000", "--cluster-key-file", other},
+                    20s);
+    EXPECT_EQ(outsider.exit_code, 5);
+    EXPECT_NE(keyed_ring(0).out.find("16 vnodes on 2 processes"), std::string::npos);
+    std::error_code ignored;
+    std::filesystem::remove_all(dir, ignored);
 }
 
 }  // namespace

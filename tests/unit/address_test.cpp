@@ -17,6 +17,10 @@ TEST(AddressTest, ParsesHostPortForms) {
     EXPECT_EQ(v6->host, "::1");
     EXPECT_EQ(v6->to_string(), "[::1]:9000");
 
+    auto any_port = parse_host_port("127.0.0.1:0", 0, /*allow_port_zero=*/true);
+    ASSERT_TRUE(any_port);
+    EXPECT_EQ(any_port->port, 0);
+
     auto bare = parse_host_port("localhost", 7400);
     ASSERT_TRUE(bare);
     EXPECT_EQ(bare->to_string(), "localhost:7400");
