@@ -1,5 +1,6 @@
 #include "storage/key_store.hpp"
 
+#include <openssl/evp.h>
 #include <rocksdb/cache.h>
 #include <rocksdb/db.h>
 #include <rocksdb/filter_policy.h>
@@ -9,6 +10,8 @@
 #include <rocksdb/table.h>
 #include <rocksdb/write_batch.h>
 
+#include <algorithm>
+#include <bitset>
 #include <cassert>
 #include <utility>
 
@@ -49,7 +52,154 @@ struct KeyRange {
     std::optional<std::string> upper;
 };
 
+// Keys per scan batch while digesting an arc: bounds the memory of one step.
+constexpr std::size_t kDigestScanKeysMax = 1024;
+
+// The stripe of the key with id `key_id`. Key ids are SHA-1 outputs, so any bits spread keys
+// evenly.
+std::size_t stripe_index(const chord::NodeId& key_id) {
+    return static_cast<std::size_t>(key_id.high64() % kKeyStripes);
+}
+
+using StripeSet = std::bitset<kKeyStripes>;
+
+// Holds a set of stripes, taken in ascending index order. Every multi-stripe writer takes
+// them in that one order and single-key writers take one stripe, so no cycle of waiters (and
+// so no deadlock) can form.
+class StripeLocks {
+public:
+    StripeLocks(std::array<std::mutex, kKeyStripes>& stripes, const StripeSet& wanted)
+        : stripes_(stripes), held_(wanted) {
+        for (std::size_t i = 0; i < kKeyStripes; ++i) {
+            if (held_[i]) stripes_[i].lock();
+        }
+    }
+    ~StripeLocks() {
+        for (std::size_t i = kKeyStripes; i-- > 0;) {
+            if (held_[i]) stripes_[i].unlock();
+        }
+    }
+    StripeLocks(const StripeLocks&) = delete;
+    StripeLocks& operator=(const StripeLocks&) = delete;
+
+private:
+    std::array<std::mutex, kKeyStripes>& stripes_;
+    StripeSet held_;
+};
+
+// The version and tombstone flag of stored record bytes, without copying a live value (the
+// returned Record's value is empty). Reports the same corruption as decode_record.
+Result<Record> decode_record_header(std::string_view bytes, std::string_view key) {
+    if (bytes.size() <= kRecordHeaderBytes) return decode_record(bytes, key);
+    auto header = decode_record(bytes.substr(0, kRecordHeaderBytes), key);
+    // A tombstone must not carry value bytes: decode it whole to report them.
+    if (header && header->tombstone) return decode_record(bytes, key);
+    return header;
+}
+
+// Incremental SHA-256 (OpenSSL EVP). Every call returns false only when OpenSSL fails, which
+// happens on allocation failure.
+class Sha256 {
+public:
+    Sha256() : ctx_(EVP_MD_CTX_new(), &EVP_MD_CTX_free) {}
+    bool reset() { return ctx_ && EVP_DigestInit_ex(ctx_.get(), EVP_sha256(), nullptr) == 1; }
+    bool update(const void* data, std::size_t bytes) {
+        return EVP_DigestUpdate(ctx_.get(), data, bytes) == 1;
+    }
+    bool finish(std::array<std::uint8_t, 32>& out) {
+        unsigned int len = 0;
+        return EVP_DigestFinal_ex(ctx_.get(), out.data(), &len) == 1 && len == out.size();
+    }
+
+private:
+    std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx_;
+};
+
+void append_be64(std::string& out, std::uint64_t v) {
+    for (int shift = 56; shift >= 0; shift -= 8) {
+        out.push_back(static_cast<char>((v >> shift) & 0xff));
+    }
+}
+
+// --- digest bucket arithmetic ------------------------------------------------------------
+//
+// Bucket i of an arc of length L (ids) starts at offset ceil(i·L/B) from the arc's first id.
+// i·L needs up to 172 bits (B <= 4096, L <= 2^160), so offsets are computed in a 192-bit
+// integer: six 32-bit limbs, least significant first.
+using Wide = std::array<std::uint32_t, 6>;
+
+Wide to_wide(const chord::NodeId& id) {
+    Wide w{};
+    const auto& bytes = id.bytes();  // big-endian
+    for (std::size_t i = 0; i < chord::NodeId::kBytes; ++i) {
+        const std::size_t bit = (chord::NodeId::kBytes - 1 - i) * 8;
+        w[bit / 32] |= std::uint32_t{bytes[i]} << (bit % 32);
+    }
+    return w;
+}
+
+// Requires w < 2^160.
+chord::NodeId from_wide(const Wide& w) {
+    assert(w[5] == 0);
+    chord::NodeId::Bytes bytes{};
+    for (std::size_t i = 0; i < chord::NodeId::kBytes; ++i) {
+        const std::size_t bit = (chord::NodeId::kBytes - 1 - i) * 8;
+        bytes[i] = static_cast<std::uint8_t>(w[bit / 32] >> (bit % 32));
+    }
+    return chord::NodeId(bytes);
+}
+
+// Number of ids in (from, to]: 2^160 for the whole ring (from == to).
+Wide arc_length(const chord::NodeId& from, const chord::NodeId& to) {
+    if (from == to) {
+        Wide whole{};
+        whole[5] = 1;
+        return whole;
+    }
+    return to_wide(chord::distance(from, to));
+}
+
+// ceil(i·length / buckets), for i <= buckets <= kDigestBucketsMax and length <= 2^160.
+Wide bucket_start(const Wide& length, std::size_t i, std::size_t buckets) {
+    const auto factor = static_cast<std::uint64_t>(i);
+    const auto divisor = static_cast<std::uint64_t>(buckets);
+    Wide product{};
+    std::uint64_t carry = divisor - 1;  // adding buckets - 1 before dividing rounds up
+    for (std::size_t limb = 0; limb < product.size(); ++limb) {
+        const std::uint64_t p = std::uint64_t{length[limb]} * factor + carry;
+        product[limb] = static_cast<std::uint32_t>(p);
+        carry = p >> 32;
+    }
+    assert(carry == 0);
+    Wide quotient{};
+    std::uint64_t remainder = 0;
+    for (std::size_t limb = product.size(); limb-- > 0;) {
+        const std::uint64_t current = (remainder << 32) | product[limb];
+        quotient[limb] = static_cast<std::uint32_t>(current / divisor);
+        remainder = current % divisor;
+    }
+    return quotient;
+}
+
+bool less_wide(const Wide& a, const Wide& b) {
+    return std::lexicographical_compare(a.rbegin(), a.rend(), b.rbegin(), b.rend());
+}
+
 }  // namespace
+
+std::optional<std::pair<chord::NodeId, chord::NodeId>> digest_bucket_arc(
+    const chord::NodeId& from_exclusive, const chord::NodeId& to_inclusive, std::size_t buckets,
+    std::size_t index) {
+    if (buckets == 0 || buckets > kDigestBucketsMax || index >= buckets) return std::nullopt;
+    const Wide length = arc_length(from_exclusive, to_inclusive);
+    const Wide start = bucket_start(length, index, buckets);
+    const Wide end = bucket_start(length, index + 1, buckets);
+    if (!less_wide(start, end)) return std::nullopt;
+    // The last bucket ends at the arc's end, which for the whole ring is from + 2^160 = from.
+    const chord::NodeId last =
+        index + 1 == buckets ? to_inclusive : from_exclusive + from_wide(end);
+    return std::make_pair(from_exclusive + from_wide(start), last);
+}
 
 // --- Snapshot ---------------------------------------------------------------------------
 
@@ -207,7 +357,9 @@ Status KeyStore::put(std::string_view key, std::string_view value, std::uint64_t
     if (auto checked = check_value(key, value.size()); !checked) return checked;
     rocksdb::WriteOptions write_options;
     write_options.sync = options_.sync_writes;
-    rocksdb::Status status = db_->Put(write_options, data_cf_, encode_data_key(key),
+    const chord::NodeId key_id = chord::NodeId::hash(key);
+    std::lock_guard<std::mutex> lock(stripes_[stripe_index(key_id)]);
+    rocksdb::Status status = db_->Put(write_options, data_cf_, encode_data_key(key_id, key),
                                       encode_record(version, /*tombstone=*/false, value));
     if (!status.ok()) return from_rocksdb(status, "writing key " + describe_key(key));
     return {};
@@ -217,7 +369,9 @@ Status KeyStore::del(std::string_view key, std::uint64_t version) {
     if (auto checked = check_key(key); !checked) return checked;
     rocksdb::WriteOptions write_options;
     write_options.sync = options_.sync_writes;
-    rocksdb::Status status = db_->Put(write_options, data_cf_, encode_data_key(key),
+    const chord::NodeId key_id = chord::NodeId::hash(key);
+    std::lock_guard<std::mutex> lock(stripes_[stripe_index(key_id)]);
+    rocksdb::Status status = db_->Put(write_options, data_cf_, encode_data_key(key_id, key),
                                       encode_record(version, /*tombstone=*/true, {}));
     if (!status.ok()) return from_rocksdb(status, "deleting key " + describe_key(key));
     return {};
@@ -227,14 +381,18 @@ Status KeyStore::write(const WriteBatch& batch) {
     if (auto checked = check_batch(batch); !checked) return checked;
     rocksdb::WriteBatch rocks_batch;
     rocksdb::Status status;
+    StripeSet stripes;
     for (const auto& op : batch.ops_) {
+        const bool data = op.kind == WriteBatch::Kind::put || op.kind == WriteBatch::Kind::del;
+        const chord::NodeId key_id = data ? chord::NodeId::hash(op.key) : chord::NodeId();
+        if (data) stripes.set(stripe_index(key_id));
         switch (op.kind) {
             case WriteBatch::Kind::put:
-                status = rocks_batch.Put(data_cf_, encode_data_key(op.key),
+                status = rocks_batch.Put(data_cf_, encode_data_key(key_id, op.key),
                                          encode_record(op.version, /*tombstone=*/false, op.value));
                 break;
             case WriteBatch::Kind::del:
-                status = rocks_batch.Put(data_cf_, encode_data_key(op.key),
+                status = rocks_batch.Put(data_cf_, encode_data_key(key_id, op.key),
                                          encode_record(op.version, /*tombstone=*/true, {}));
                 break;
             case WriteBatch::Kind::put_meta:
@@ -248,12 +406,174 @@ Status KeyStore::write(const WriteBatch& batch) {
     }
     rocksdb::WriteOptions write_options;
     write_options.sync = options_.sync_writes;
+    const StripeLocks locks(stripes_, stripes);
     status = db_->Write(write_options, &rocks_batch);
     if (!status.ok()) {
         return from_rocksdb(status,
                             "writing batch of " + std::to_string(batch.size()) + " operations");
     }
     return {};
+}
+
+Result<bool> KeyStore::newer_than_stored(const std::string& storage_key, std::string_view key,
+                                         std::uint64_t version) const {
+    rocksdb::PinnableSlice bytes;
+    rocksdb::Status status = db_->Get(rocksdb::ReadOptions(), data_cf_, storage_key, &bytes);
+    if (status.IsNotFound()) return true;
+    if (!status.ok()) return from_rocksdb(status, "reading key " + describe_key(key));
+    auto stored = decode_record_header(bytes.ToStringView(), key);
+    if (!stored) return stored.error();
+    return version > stored->version;
+}
+
+Result<bool> KeyStore::apply(std::string_view key, const Record& record) {
+    if (auto checked = check_key(key); !checked) return checked.error();
+    if (!record.tombstone) {
+        if (auto checked = check_value(key, record.value.size()); !checked) {
+            return checked.error();
+        }
+    }
+    const chord::NodeId key_id = chord::NodeId::hash(key);
+    const std::string storage_key = encode_data_key(key_id, key);
+    std::lock_guard<std::mutex> lock(stripes_[stripe_index(key_id)]);
+    auto newer = newer_than_stored(storage_key, key, record.version);
+    if (!newer || !*newer) return newer;
+    rocksdb::WriteOptions write_options;
+    write_options.sync = options_.sync_writes;
+    rocksdb::Status status =
+        db_->Put(write_options, data_cf_, storage_key,
+                 encode_record(record.version, record.tombstone, record.value));
+    if (!status.ok()) return from_rocksdb(status, "applying key " + describe_key(key));
+    return true;
+}
+
+Result<std::size_t> KeyStore::apply_batch(const std::vector<Entry>& entries) {
+    std::size_t bytes = 0;
+    for (const Entry& entry : entries) {
+        if (auto checked = check_key(entry.key); !checked) return checked.error();
+        const std::size_t value_bytes = entry.record.tombstone ? 0 : entry.record.value.size();
+        if (auto checked = check_value(entry.key, value_bytes); !checked) return checked.error();
+        if (entry.key_id != chord::NodeId::hash(entry.key)) {
+            return Error(Errc::invalid_argument, "entry for key " + describe_key(entry.key) +
+                                                     " carries key id " + entry.key_id.short_hex() +
+                                                     ", not the key's hash");
+        }
+        bytes += entry.key.size() + value_bytes;
+    }
+    if (bytes > options_.batch_bytes_max) {
+        return Error(Errc::too_large, "apply batch of " + std::to_string(entries.size()) +
+                                          " entries is " + std::to_string(bytes) +
+                                          " bytes, over batch_bytes_max (" +
+                                          std::to_string(options_.batch_bytes_max) + ")");
+    }
+    if (entries.empty()) return std::size_t{0};
+
+    // One candidate per key: the highest version in `entries` (the first of equal ones, which
+    // are the same write), as RocksDB reads below do not see the batch being built.
+    struct Candidate {
+        std::string storage_key;
+        const Entry* entry;
+    };
+    std::vector<Candidate> candidates;
+    candidates.reserve(entries.size());
+    StripeSet stripes;
+    for (const Entry& entry : entries) {
+        candidates.push_back({encode_data_key(entry.key_id, entry.key), &entry});
+        stripes.set(stripe_index(entry.key_id));
+    }
+    std::stable_sort(candidates.begin(), candidates.end(),
+                     [](const Candidate& a, const Candidate& b) {
+                         if (a.storage_key != b.storage_key) return a.storage_key < b.storage_key;
+                         return a.entry->record.version > b.entry->record.version;
+                     });
+    candidates.erase(std::unique(candidates.begin(), candidates.end(),
+                                 [](const Candidate& a, const Candidate& b) {
+                                     return a.storage_key == b.storage_key;
+                                 }),
+                     candidates.end());
+
+    // Every stripe stays held from the first read until the batch is written: releasing a
+    // key's stripe before the write would let a newer apply() land in between and then be
+    // overwritten by this older batch. Stripes are taken in ascending order (StripeLocks).
+    const StripeLocks locks(stripes_, stripes);
+    rocksdb::WriteBatch rocks_batch;
+    std::size_t written = 0;
+    for (const Candidate& candidate : candidates) {
+        const Entry& entry = *candidate.entry;
+        auto newer = newer_than_stored(candidate.storage_key, entry.key, entry.record.version);
+        if (!newer) return newer.error();
+        if (!*newer) continue;
+        rocksdb::Status status = rocks_batch.Put(
+            data_cf_, candidate.storage_key,
+            encode_record(entry.record.version, entry.record.tombstone, entry.record.value));
+        if (!status.ok()) return from_rocksdb(status, "building apply batch");
+        ++written;
+    }
+    if (written == 0) return written;
+    rocksdb::WriteOptions write_options;
+    write_options.sync = options_.sync_writes;
+    rocksdb::Status status = db_->Write(write_options, &rocks_batch);
+    if (!status.ok()) {
+        return from_rocksdb(status, "writing apply batch of " + std::to_string(written) + " keys");
+    }
+    return written;
+}
+
+Result<std::size_t> KeyStore::purge_tombstones(std::uint64_t version_before, std::size_t keys_max) {
+    if (keys_max == 0) return Error(Errc::invalid_argument, "purge keys_max is 0");
+
+    // Pass 1, without locks: find up to keys_max candidates.
+    struct Candidate {
+        std::string storage_key;
+        DataKey data_key;
+    };
+    std::vector<Candidate> candidates;
+    StripeSet stripes;
+    {
+        rocksdb::ReadOptions read_options;
+        read_options.fill_cache = false;  // a sweep over everything; keep the hot keys cached
+        std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(read_options, data_cf_));
+        for (it->SeekToFirst(); it->Valid() && candidates.size() < keys_max; it->Next()) {
+            auto data_key = decode_data_key(it->key().ToStringView());
+            if (!data_key) return data_key.error();
+            auto record = decode_record_header(it->value().ToStringView(), data_key->key);
+            if (!record) return record.error();
+            if (!record->tombstone || record->version >= version_before) continue;
+            stripes.set(stripe_index(data_key->key_id));
+            candidates.push_back({it->key().ToString(), std::move(*data_key)});
+        }
+        if (!it->status().ok()) return from_rocksdb(it->status(), "scanning for tombstones");
+    }
+    if (candidates.empty()) return std::size_t{0};
+
+    // Pass 2, under the candidates' stripes: a candidate may have been overwritten since pass
+    // 1, so delete only what is still an old tombstone.
+    const StripeLocks locks(stripes_, stripes);
+    rocksdb::WriteBatch rocks_batch;
+    std::size_t purged = 0;
+    for (const Candidate& candidate : candidates) {
+        rocksdb::PinnableSlice bytes;
+        rocksdb::Status status =
+            db_->Get(rocksdb::ReadOptions(), data_cf_, candidate.storage_key, &bytes);
+        if (status.IsNotFound()) continue;
+        if (!status.ok()) {
+            return from_rocksdb(status, "reading key " + describe_key(candidate.data_key.key));
+        }
+        auto record = decode_record_header(bytes.ToStringView(), candidate.data_key.key);
+        if (!record) return record.error();
+        if (!record->tombstone || record->version >= version_before) continue;
+        status = rocks_batch.Delete(data_cf_, candidate.storage_key);
+        if (!status.ok()) return from_rocksdb(status, "building purge batch");
+        ++purged;
+    }
+    if (purged == 0) return purged;
+    rocksdb::WriteOptions write_options;
+    write_options.sync = options_.sync_writes;
+    rocksdb::Status status = db_->Write(write_options, &rocks_batch);
+    if (!status.ok()) {
+        return from_rocksdb(status, "purging " + std::to_string(purged) + " tombstones");
+    }
+    return purged;
 }
 
 Status KeyStore::put_meta(std::string_view name, std::string_view bytes) {
@@ -377,6 +697,66 @@ Result<ScanBatch> KeyStore::scan(const chord::NodeId& from_exclusive,
         }
     }
     return batch;
+}
+
+Result<ArcDigest> KeyStore::digest(const chord::NodeId& from_exclusive,
+                                   const chord::NodeId& to_inclusive, std::size_t buckets,
+                                   const Snapshot* snapshot) const {
+    if (buckets == 0 || buckets > kDigestBucketsMax) {
+        return Error(Errc::invalid_argument, "digest of " + std::to_string(buckets) +
+                                                 " buckets, outside [1, " +
+                                                 std::to_string(kDigestBucketsMax) + "]");
+    }
+    const Error hash_failed(Errc::storage_error, "SHA-256 (OpenSSL EVP) failed");
+    // starts[i]: offset from from_exclusive + 1 of bucket i's first id (digest_bucket_arc).
+    const Wide length = arc_length(from_exclusive, to_inclusive);
+    std::vector<chord::NodeId> starts;
+    starts.reserve(buckets);
+    for (std::size_t i = 0; i < buckets; ++i) {
+        starts.push_back(from_wide(bucket_start(length, i, buckets)));
+    }
+
+    std::unique_ptr<Snapshot> own_snapshot;
+    if (snapshot == nullptr) {
+        own_snapshot = this->snapshot();
+        snapshot = own_snapshot.get();
+    }
+
+    ArcDigest digest;
+    digest.buckets.resize(buckets);
+    digest.counts.assign(buckets, 0);
+    Sha256 sha;
+    if (!sha.reset()) return hash_failed;
+    // Scans run in ring order from the arc start, so bucket indices never decrease: one hash
+    // is open at a time, and buckets skipped on the way are finished empty.
+    std::size_t open = 0;
+    std::string fed;
+    std::optional<std::string> resume;
+    do {
+        auto batch = scan(from_exclusive, to_inclusive, kDigestScanKeysMax, resume, snapshot);
+        if (!batch) return batch.error();
+        for (const Entry& entry : batch->entries) {
+            const chord::NodeId offset = chord::distance(from_exclusive, entry.key_id).prev();
+            const auto bucket = static_cast<std::size_t>(
+                std::upper_bound(starts.begin(), starts.end(), offset) - starts.begin() - 1);
+            assert(bucket >= open && bucket < buckets);
+            for (; open < bucket; ++open) {
+                if (!sha.finish(digest.buckets[open]) || !sha.reset()) return hash_failed;
+            }
+            fed.clear();
+            append_be64(fed, entry.key.size());
+            fed.append(encode_data_key(entry.key_id, entry.key));
+            append_be64(fed, entry.record.version);
+            fed.push_back(static_cast<char>(entry.record.tombstone ? kRecordFlagTombstone : 0));
+            if (!sha.update(fed.data(), fed.size())) return hash_failed;
+            ++digest.counts[bucket];
+        }
+        resume = std::move(batch->resume_after);
+    } while (resume);
+    for (; open < buckets; ++open) {
+        if (!sha.finish(digest.buckets[open]) || !sha.reset()) return hash_failed;
+    }
+    return digest;
 }
 
 std::unique_ptr<Snapshot> KeyStore::snapshot() const {

@@ -10,12 +10,28 @@
 //     ring order:  0 ......... b ]  ( a ........ 2^160-1
 //     scan(a, b):  ------------>2   1------------------->    a > b: (a, max] then [0, b]
 //
+// Replication and repair write through apply() / apply_batch(): last writer wins by version
+// (DESIGN.md "Data path"), atomically per key within this process:
+//
+//     lock stripe(key) ─► read stored version ─► newer? write : keep ─► unlock
+//
+// Every data write (put, del, write, apply, apply_batch, purge_tombstones) takes the stripe of
+// each key it touches, one of kKeyStripes mutexes chosen by the key id, so a read-compare-write
+// never interleaves with another write of the same key. Writes that need several stripes take
+// them in ascending stripe order, so they cannot deadlock.
+//
+// Anti-entropy compares arcs through digest(): the arc cut into equal sub-arcs by key id, each
+// summarised by a SHA-256 over its (storage key, version, tombstone) entries and a count. Equal
+// digests mean equal versions; a differing bucket names the sub-arc (digest_bucket_arc) to
+// scan and send.
+//
 // Every write goes through the WAL. With KeyStoreOptions::sync_writes the WAL is fsynced
 // before a write returns, so an acknowledged write survives power loss; without it, it
 // survives a process crash only.
 //
 // Errors: every public function reports expected failures as values, never exceptions.
-//     invalid_argument  empty key or meta name, zero batch size, resume key outside the arc
+//     invalid_argument  empty key or meta name, zero batch size, resume key outside the arc,
+//                       digest bucket count out of range, Entry key_id not its key's hash
 //     too_large         a key, value or batch over its KeyStoreOptions limit
 //     not_found         the key or meta name is absent (get(): or is a tombstone)
 //     corruption        stored bytes do not decode, or RocksDB reports corruption
@@ -27,12 +43,15 @@
 // KeyStore that made them.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "chord/node_id.hpp"
@@ -70,6 +89,40 @@ struct KeyStoreOptions {
 
 // Default soft cap on one scan batch's key and value bytes: a handoff frame's worth.
 inline constexpr std::size_t kScanBatchBytesMaxDefault = std::size_t{4} << 20;
+
+// Most buckets digest() accepts: 4096 buckets are 128 KiB of hashes, a handful of frames.
+inline constexpr std::size_t kDigestBucketsMax = 4096;
+
+// Mutexes guarding per-key read-compare-write (see the top of this file): enough that
+// unrelated keys rarely share one, few enough to lock all of them in a big batch.
+inline constexpr std::size_t kKeyStripes = 256;
+
+// Summary of an arc for anti-entropy (KeyStore::digest). buckets[i] is the SHA-256 over the
+// entries of the arc's i-th sub-arc in ring order, each entry fed as
+//     8-byte big-endian user key length | storage key | 8-byte big-endian version | flags byte
+// (flags as stored: bit 0 = tombstone; value bytes are left out, the version identifies
+// them). counts[i] is how many entries (tombstones included) the sub-arc holds; an empty
+// sub-arc hashes the empty input. Both vectors have one element per bucket.
+struct ArcDigest {
+    std::vector<std::array<std::uint8_t, 32>> buckets;
+    std::vector<std::uint64_t> counts;
+
+    friend bool operator==(const ArcDigest& a, const ArcDigest& b) {
+        return a.buckets == b.buckets && a.counts == b.counts;
+    }
+    friend bool operator!=(const ArcDigest& a, const ArcDigest& b) { return !(a == b); }
+};
+
+// The sub-arc (from_exclusive, to_inclusive] covered by bucket `index` when the arc
+// (from_exclusive, to_inclusive] (from == to: the whole ring) is cut into `buckets` sub-arcs
+// for digest(). Sub-arc i holds the key ids whose offset from from_exclusive + 1 lies in
+// [ceil(i·L/buckets), ceil((i+1)·L/buckets)), L being the arc's length, so the sub-arcs are
+// consecutive, disjoint, cover the arc and differ in length by at most one id. nullopt when
+// buckets is 0 or over kDigestBucketsMax, index >= buckets, or the sub-arc holds no ids (only
+// possible for an arc shorter than `buckets` ids).
+std::optional<std::pair<chord::NodeId, chord::NodeId>> digest_bucket_arc(
+    const chord::NodeId& from_exclusive, const chord::NodeId& to_inclusive, std::size_t buckets,
+    std::size_t index);
 
 class KeyStore;
 
@@ -166,6 +219,34 @@ public:
     // invalid_argument or too_large nothing is written. The batch is left unchanged.
     Status write(const WriteBatch& batch);
 
+    // Last-writer-wins write, for replication, handoff and repair: stores `record` (a value,
+    // or a tombstone whose value is ignored) for `key` only when nothing is stored for it or
+    // the stored record's version is strictly lower. Returns true when written; false when
+    // the stored record is as new or newer — an equal version is the same write arriving
+    // again, so applying a record twice is harmless. Atomic with respect to every other write
+    // of `key` in this process (the key's stripe is held around read, compare and write).
+    // invalid_argument for an empty key; too_large over key_bytes_max or (values only)
+    // value_bytes_max; corruption when the stored record does not decode (nothing written).
+    Result<bool> apply(std::string_view key, const Record& record);
+
+    // apply() for many entries in one RocksDB WriteBatch (one WAL record): each entry is
+    // written when it is newer than the stored record and than every other entry for the same
+    // key in `entries`. Returns how many keys were written. All entries are checked first, and
+    // on any error nothing is written: invalid_argument for an empty key or an Entry whose
+    // key_id is not NodeId::hash(key); too_large for a key or value over its limit or entries
+    // summing (keys and values) over batch_bytes_max; corruption as in apply(). Holds the
+    // stripes of all its keys from the reads until the batch is written.
+    Result<std::size_t> apply_batch(const std::vector<Entry>& entries);
+
+    // Physically deletes tombstones whose version is below `version_before` (callers pass
+    // "now minus the grace period" as a stamp), at most `keys_max` per call; call again until
+    // it returns 0. Each candidate is read again under its stripe before it is deleted, so a
+    // write racing the purge is never lost. Values and newer tombstones are never touched.
+    // Cost: reads the data column family from the start until keys_max candidates are found
+    // (a whole-store scan when there are fewer). invalid_argument when keys_max is 0;
+    // corruption when a stored key or tombstone does not decode (nothing deleted).
+    Result<std::size_t> purge_tombstones(std::uint64_t version_before, std::size_t keys_max);
+
     // Node metadata, stored verbatim in the "meta" column family.
     // invalid_argument for an empty name; too_large over key_bytes_max / value_bytes_max.
     Status put_meta(std::string_view name, std::string_view bytes);
@@ -194,7 +275,17 @@ public:
                            const Snapshot* snapshot = nullptr,
                            std::size_t batch_bytes_max = kScanBatchBytesMaxDefault) const;
 
-    // A consistent read view for read(), get() and scan(). Never null.
+    // The anti-entropy digest (ArcDigest) of the arc (from_exclusive, to_inclusive], same arc
+    // convention as scan(), cut into `buckets` sub-arcs as digest_bucket_arc() describes. Two
+    // stores holding the same keys at the same versions and tombstone flags in the arc give
+    // equal digests, whatever their values and write order. Reads through `snapshot`, or
+    // through a snapshot of its own, so the digest is one consistent view. Reads every entry
+    // of the arc (values included), in scan batches.
+    // invalid_argument: buckets is 0 or over kDigestBucketsMax. corruption: as scan().
+    Result<ArcDigest> digest(const chord::NodeId& from_exclusive, const chord::NodeId& to_inclusive,
+                             std::size_t buckets, const Snapshot* snapshot = nullptr) const;
+
+    // A consistent read view for read(), get(), scan() and digest(). Never null.
     std::unique_ptr<Snapshot> snapshot() const;
 
     // RocksDB's estimate of the number of data keys (tombstones included); cheap, and may be
@@ -212,11 +303,19 @@ private:
     Status check_meta(std::string_view name, std::size_t value_bytes) const;
     Status check_batch(const WriteBatch& batch) const;
 
+    // Whether a record at `version` is newer than what is stored under `storage_key` (true
+    // when nothing is). The caller holds the key's stripe. corruption when the stored record
+    // does not decode; `key` names the key in messages.
+    Result<bool> newer_than_stored(const std::string& storage_key, std::string_view key,
+                                   std::uint64_t version) const;
+
     KeyStoreOptions options_;
     std::unique_ptr<rocksdb::DB> db_;
     // Owned; destroyed before db_ (RocksDB requires it).
     rocksdb::ColumnFamilyHandle* data_cf_;
     rocksdb::ColumnFamilyHandle* meta_cf_;
+    // Per-key write serialization (see the top of this file), indexed by key id bits.
+    std::array<std::mutex, kKeyStripes> stripes_;
 };
 
 }  // namespace chordkv::storage

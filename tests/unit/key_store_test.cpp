@@ -4,15 +4,19 @@
 #include "storage/key_store.hpp"
 
 #include <gtest/gtest.h>
+#include <openssl/evp.h>
 #include <rocksdb/db.h>
 #include <rocksdb/options.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "chord/node_id.hpp"
@@ -42,6 +46,13 @@ protected:
     }
 
     std::string db_path() const { return (dir_ / "db").string(); }
+
+    // Another store in its own directory under dir_, removed with it.
+    std::unique_ptr<KeyStore> open_other(const std::string& name) {
+        auto opened = KeyStore::open((dir_ / name).string(), KeyStoreOptions{});
+        EXPECT_TRUE(opened) << opened.error().message();
+        return opened ? std::move(*opened) : nullptr;
+    }
 
     void open_store(const KeyStoreOptions& options = {}) {
         auto opened = KeyStore::open(db_path(), options);
@@ -128,6 +139,22 @@ std::vector<std::string> oracle_arc(const std::vector<std::string>& all, const N
     std::vector<std::string> keys;
     for (auto& [id, key] : in_arc) keys.push_back(std::move(key));
     return keys;
+}
+
+// An Entry for apply_batch(), with its key id filled in.
+Entry entry_of(const std::string& key, std::uint64_t version, bool tombstone,
+               const std::string& value = {}) {
+    return Entry{NodeId::hash(key), key, Record{version, tombstone, tombstone ? "" : value}};
+}
+
+// The index of the digest bucket whose sub-arc holds `id`, or `buckets` when none does.
+std::size_t bucket_holding(const NodeId& id, const NodeId& from, const NodeId& to,
+                           std::size_t buckets) {
+    for (std::size_t i = 0; i < buckets; ++i) {
+        auto arc = digest_bucket_arc(from, to, buckets, i);
+        if (arc && chord::in_open_closed(id, arc->first, arc->second)) return i;
+    }
+    return buckets;
 }
 
 // --- record encoding ---------------------------------------------------------------------
@@ -702,6 +729,610 @@ TEST_F(KeyStoreTest, ShortStorageKeyIsCorruptionInScan) {
     EXPECT_EQ(scanned.error(), Errc::corruption);
     // Point reads of well-formed keys are unaffected.
     EXPECT_EQ(store_->get("good").value(), "v");
+}
+
+// --- last-writer-wins apply -------------------------------------------------------------
+
+TEST_F(KeyStoreTest, ApplyIsLastWriterWins) {
+    auto first = store_->apply("k", Record{10, false, "v10"});
+    ASSERT_TRUE(first) << first.error().message();
+    EXPECT_TRUE(*first);
+    EXPECT_EQ(store_->read("k").value(), (Record{10, false, "v10"}));
+
+    // Older: ignored.
+    EXPECT_FALSE(store_->apply("k", Record{9, false, "v9"}).value());
+    EXPECT_EQ(store_->read("k").value(), (Record{10, false, "v10"}));
+    // Equal: the same write again, ignored even when the bytes differ.
+    EXPECT_FALSE(store_->apply("k", Record{10, false, "other"}).value());
+    EXPECT_FALSE(store_->apply("k", Record{10, true, ""}).value());
+    EXPECT_EQ(store_->read("k").value(), (Record{10, false, "v10"}));
+    // Newer: wins.
+    EXPECT_TRUE(store_->apply("k", Record{11, false, "v11"}).value());
+    EXPECT_EQ(store_->read("k").value(), (Record{11, false, "v11"}));
+
+    // A tombstone with a higher version beats a value...
+    EXPECT_TRUE(store_->apply("k", Record{12, true, ""}).value());
+    EXPECT_EQ(store_->read("k").value(), (Record{12, true, ""}));
+    EXPECT_EQ(store_->get("k").error(), Errc::not_found);
+    // ...an older value cannot resurrect the key...
+    EXPECT_FALSE(store_->apply("k", Record{11, false, "late"}).value());
+    EXPECT_EQ(store_->read("k").value(), (Record{12, true, ""}));
+    // ...and a value with a higher version beats the tombstone.
+    EXPECT_TRUE(store_->apply("k", Record{13, false, "back"}).value());
+    EXPECT_EQ(store_->get("k").value(), "back");
+
+    // Absent key: any version is written; a tombstone's value is dropped.
+    EXPECT_TRUE(store_->apply("fresh", Record{0, true, "ignored"}).value());
+    EXPECT_EQ(store_->read("fresh").value(), (Record{0, true, ""}));
+
+    // apply() compares with what put() and del() stored.
+    ASSERT_TRUE(store_->put("p", "put", 20));
+    EXPECT_FALSE(store_->apply("p", Record{19, false, "stale"}).value());
+    EXPECT_TRUE(store_->apply("p", Record{21, false, "fresh"}).value());
+    EXPECT_EQ(store_->get("p").value(), "fresh");
+}
+
+TEST_F(KeyStoreTest, ApplyChecksArgumentsAndStoredBytes) {
+    KeyStoreOptions options;
+    options.key_bytes_max = 8;
+    options.value_bytes_max = 16;
+    store_.reset();
+    open_store(options);
+
+    EXPECT_EQ(store_->apply("", Record{1, false, "v"}).error(), Errc::invalid_argument);
+    EXPECT_EQ(store_->apply("123456789", Record{1, false, "v"}).error(), Errc::too_large);
+    EXPECT_EQ(store_->apply("123456789", Record{1, true, ""}).error(), Errc::too_large);
+    EXPECT_EQ(store_->apply("k", Record{1, false, std::string(17, 'v')}).error(), Errc::too_large);
+    EXPECT_EQ(store_->read("k").error(), Errc::not_found);
+    // A tombstone's value is never stored, so it is not held to value_bytes_max.
+    EXPECT_TRUE(store_->apply("t", Record{1, true, std::string(17, 'v')}).value());
+    EXPECT_EQ(store_->read("t").value(), (Record{1, true, ""}));
+
+    // A stored record that does not decode is reported, not overwritten.
+    write_raw(encode_data_key("bad"), "xy");
+    auto applied = store_->apply("bad", Record{99, false, "v"});
+    ASSERT_FALSE(applied);
+    EXPECT_EQ(applied.error(), Errc::corruption);
+    EXPECT_EQ(store_->read("bad").error(), Errc::corruption);
+}
+
+TEST_F(KeyStoreTest, ApplyBatchIsLastWriterWinsPerKey) {
+    ASSERT_TRUE(store_->put("old", "stored", 10));
+    ASSERT_TRUE(store_->put("new", "stored", 10));
+    ASSERT_TRUE(store_->del("dead", 10));
+    ASSERT_TRUE(store_->put("gone", "stored", 10));
+
+    const std::vector<Entry> entries{
+        entry_of("old", 5, false, "older"),    // stored copy is newer: skipped
+        entry_of("new", 20, false, "newer"),   // written
+        entry_of("dead", 11, false, "alive"),  // a newer value beats the tombstone
+        entry_of("gone", 11, true),            // a newer tombstone beats the value
+        entry_of("fresh", 1, true),            // absent: written
+        entry_of("dup", 3, false, "a"),        // duplicates: the highest version wins...
+        entry_of("dup", 7, false, "b"),       entry_of("dup", 5, false, "c"),
+        entry_of("same", 4, false, "first"),  // ...and of equal versions the first
+        entry_of("same", 4, false, "second"),
+    };
+    auto written = store_->apply_batch(entries);
+    ASSERT_TRUE(written) << written.error().message();
+    EXPECT_EQ(*written, 6u);
+
+    EXPECT_EQ(store_->read("old").value(), (Record{10, false, "stored"}));
+    EXPECT_EQ(store_->read("new").value(), (Record{20, false, "newer"}));
+    EXPECT_EQ(store_->read("dead").value(), (Record{11, false, "alive"}));
+    EXPECT_EQ(store_->read("gone").value(), (Record{11, true, ""}));
+    EXPECT_EQ(store_->read("fresh").value(), (Record{1, true, ""}));
+    EXPECT_EQ(store_->read("dup").value(), (Record{7, false, "b"}));
+    EXPECT_EQ(store_->read("same").value(), (Record{4, false, "first"}));
+
+    // Applying the same entries again changes nothing.
+    EXPECT_EQ(store_->apply_batch(entries).value(), 0u);
+    EXPECT_EQ(store_->apply_batch({}).value(), 0u);
+}
+
+TEST_F(KeyStoreTest, InvalidApplyBatchWritesNothing) {
+    KeyStoreOptions options;
+    options.key_bytes_max = 8;
+    options.value_bytes_max = 16;
+    options.batch_bytes_max = 40;
+    store_.reset();
+    open_store(options);
+
+    const Entry good = entry_of("good", 1, false, "v");
+    EXPECT_EQ(store_->apply_batch({good, entry_of("", 1, false, "v")}).error(),
+              Errc::invalid_argument);
+    Entry wrong_id = entry_of("k", 1, false, "v");
+    wrong_id.key_id = NodeId::hash("other");
+    EXPECT_EQ(store_->apply_batch({good, wrong_id}).error(), Errc::invalid_argument);
+    EXPECT_EQ(store_->apply_batch({good, entry_of("123456789", 1, true)}).error(), Errc::too_large);
+    EXPECT_EQ(store_->apply_batch({good, entry_of("k", 1, false, std::string(17, 'v'))}).error(),
+              Errc::too_large);
+    auto over = store_->apply_batch({entry_of("a", 1, false, std::string(16, 'v')),
+                                     entry_of("b", 1, false, std::string(16, 'v')),
+                                     entry_of("c", 1, false, std::string(16, 'v'))});
+    ASSERT_FALSE(over);
+    EXPECT_EQ(over.error(), Errc::too_large);
+    EXPECT_NE(over.error().detail().find("batch_bytes_max"), std::string::npos);
+
+    EXPECT_EQ(store_->read("good").error(), Errc::not_found);
+    EXPECT_EQ(store_->read("a").error(), Errc::not_found);
+    const NodeId zero;
+    EXPECT_TRUE(scan_all(zero, zero, 10).empty());
+}
+
+// Four threads walk the same fresh keys in the same order, released together, each writing
+// every key once at its own random version: two through apply(), two through apply_batch().
+// Every key must end at the highest version written. A read-compare-write that is not atomic
+// lets threads that read "nothing stored" at the same moment overwrite each other in any
+// order, leaving a lower version.
+TEST_F(KeyStoreTest, ConcurrentApplyKeepsTheMaxVersion) {
+    constexpr std::size_t kKeys = 4000;
+    constexpr int kThreads = 4;
+    constexpr std::size_t kBatchEntries = 4;
+    // The record for a (key, version) is fixed, so equal versions are truly the same write.
+    auto record_for = [](const std::string& key, std::uint64_t version) {
+        const bool tombstone = version % 3 == 0;
+        return Record{version, tombstone, tombstone ? "" : key + "@" + std::to_string(version)};
+    };
+    auto key_of = [](std::size_t i) { return "key-" + std::to_string(i); };
+
+    std::vector<std::vector<std::uint64_t>> versions(kThreads, std::vector<std::uint64_t>(kKeys));
+    for (int t = 0; t < kThreads; ++t) {
+        std::mt19937_64 rng(7000 + static_cast<std::uint64_t>(t));
+        for (auto& version : versions[static_cast<std::size_t>(t)]) {
+            version = 1 + rng() % 1'000'000;
+        }
+    }
+    std::atomic<int> ready{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kThreads; ++t) {
+        threads.emplace_back([&, t] {
+            const auto& mine = versions[static_cast<std::size_t>(t)];
+            ++ready;
+            while (ready < kThreads) std::this_thread::yield();
+            const std::size_t step = t % 2 == 0 ? 1 : kBatchEntries;
+            for (std::size_t k = 0; k < kKeys; k += step) {
+                if (step == 1) {
+                    auto applied = store_->apply(key_of(k), record_for(key_of(k), mine[k]));
+                    ASSERT_TRUE(applied) << applied.error().message();
+                    continue;
+                }
+                std::vector<Entry> entries;
+                for (std::size_t e = k; e < std::min(k + step, kKeys); ++e) {
+                    const std::string key = key_of(e);
+                    entries.push_back(Entry{NodeId::hash(key), key, record_for(key, mine[e])});
+                }
+                auto applied = store_->apply_batch(entries);
+                ASSERT_TRUE(applied) << applied.error().message();
+            }
+        });
+    }
+    for (auto& thread : threads) thread.join();
+
+    std::size_t wrong = 0;
+    for (std::size_t k = 0; k < kKeys; ++k) {
+        std::uint64_t expected = 0;
+        for (const auto& thread_versions : versions) {
+            expected = std::max(expected, thread_versions[k]);
+        }
+        auto record = store_->read(key_of(k));
+        ASSERT_TRUE(record) << record.error().message();
+        if (*record != record_for(key_of(k), expected)) ++wrong;
+    }
+    EXPECT_EQ(wrong, 0u) << "keys not at their highest version, of " << kKeys;
+}
+
+// --- tombstone purge ---------------------------------------------------------------------
+
+TEST_F(KeyStoreTest, PurgeRemovesOnlyOldTombstones) {
+    for (int i = 0; i < 10; ++i) {
+        ASSERT_TRUE(store_->del("old-" + std::to_string(i), static_cast<std::uint64_t>(i + 1)));
+    }
+    ASSERT_TRUE(store_->del("at-limit", 50));  // not below version_before: kept
+    ASSERT_TRUE(store_->del("newer", 60));
+    ASSERT_TRUE(store_->put("old-value", "v", 1));  // values are never purged, however old
+    ASSERT_TRUE(store_->put("new-value", "v", 99));
+
+    EXPECT_EQ(store_->purge_tombstones(50, 0).error(), Errc::invalid_argument);
+    // keys_max bounds each call; calls continue until none is left.
+    EXPECT_EQ(store_->purge_tombstones(50, 4).value(), 4u);
+    EXPECT_EQ(store_->purge_tombstones(50, 4).value(), 4u);
+    EXPECT_EQ(store_->purge_tombstones(50, 4).value(), 2u);
+    EXPECT_EQ(store_->purge_tombstones(50, 4).value(), 0u);
+
+    for (int i = 0; i < 10; ++i) {
+        EXPECT_EQ(store_->read("old-" + std::to_string(i)).error(), Errc::not_found);
+    }
+    EXPECT_EQ(store_->read("at-limit").value(), (Record{50, true, ""}));
+    EXPECT_EQ(store_->read("newer").value(), (Record{60, true, ""}));
+    EXPECT_EQ(store_->read("old-value").value(), (Record{1, false, "v"}));
+    EXPECT_EQ(store_->read("new-value").value(), (Record{99, false, "v"}));
+    const NodeId zero;
+    EXPECT_EQ(scan_all(zero, zero, 10).size(), 4u);
+
+    // A purged key can be written again at any version.
+    EXPECT_TRUE(store_->apply("old-3", Record{2, false, "again"}).value());
+}
+
+// A writer replaces old tombstones (with values or newer tombstones) while purges run; none
+// of its writes may be deleted. A purge that deleted what it found without looking again under
+// the key's stripe would delete some of them. The race is repeated over fresh keys, as one
+// round may finish purging before the writer gets far.
+TEST_F(KeyStoreTest, PurgeNeverDeletesARacingWrite) {
+    constexpr int kRounds = 6;
+    constexpr std::size_t kKeys = 3000;
+    for (int round = 0; round < kRounds; ++round) {
+        SCOPED_TRACE("round " + std::to_string(round));
+        std::vector<std::string> keys;
+        WriteBatch batch;
+        for (std::size_t i = 0; i < kKeys; ++i) {
+            keys.push_back("race-" + std::to_string(round) + "-" + std::to_string(i));
+            batch.del(keys.back(), 1);
+        }
+        ASSERT_TRUE(store_->write(batch));
+        auto expected = [](std::size_t i) {
+            const bool tombstone = i % 2 == 1;
+            return Record{1000, tombstone, tombstone ? "" : "v"};
+        };
+
+        std::atomic<bool> writer_done{false};
+        std::thread writer([&] {
+            std::vector<std::size_t> order(kKeys);
+            for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+            std::shuffle(order.begin(), order.end(),
+                         std::mt19937_64(99 + static_cast<std::uint64_t>(round)));
+            for (std::size_t i : order) {
+                auto applied = store_->apply(keys[i], expected(i));
+                ASSERT_TRUE(applied) << applied.error().message();
+            }
+            writer_done = true;
+        });
+        for (;;) {
+            const bool done_before = writer_done;
+            auto purged = store_->purge_tombstones(1000, 256);
+            ASSERT_TRUE(purged) << purged.error().message();
+            if (done_before && *purged == 0) break;
+        }
+        writer.join();
+
+        std::size_t lost = 0;
+        for (std::size_t i = 0; i < kKeys; ++i) {
+            auto record = store_->read(keys[i]);
+            if (!record || *record != expected(i)) ++lost;
+        }
+        ASSERT_EQ(lost, 0u) << "writes lost to the purge, of " << kKeys;
+    }
+}
+
+// --- arc digests -------------------------------------------------------------------------
+
+TEST_F(KeyStoreTest, DigestArgumentsAreChecked) {
+    const NodeId zero;
+    EXPECT_EQ(store_->digest(zero, zero, 0).error(), Errc::invalid_argument);
+    EXPECT_EQ(store_->digest(zero, zero, kDigestBucketsMax + 1).error(), Errc::invalid_argument);
+    auto widest = store_->digest(zero, zero, kDigestBucketsMax);
+    ASSERT_TRUE(widest) << widest.error().message();
+    EXPECT_EQ(widest->buckets.size(), kDigestBucketsMax);
+    EXPECT_EQ(widest->counts.size(), kDigestBucketsMax);
+
+    EXPECT_FALSE(digest_bucket_arc(zero, zero, 0, 0));
+    EXPECT_FALSE(digest_bucket_arc(zero, zero, kDigestBucketsMax + 1, 0));
+    EXPECT_FALSE(digest_bucket_arc(zero, zero, 4, 4));
+    EXPECT_TRUE(digest_bucket_arc(zero, zero, 4, 3));
+}
+
+TEST_F(KeyStoreTest, DigestHashesTheDocumentedEntryLayout) {
+    auto sha256 = [](const std::string& bytes) {
+        std::array<std::uint8_t, 32> out{};
+        unsigned int len = 0;
+        EXPECT_EQ(EVP_Digest(bytes.data(), bytes.size(), out.data(), &len, EVP_sha256(), nullptr),
+                  1);
+        return out;
+    };
+    auto be64 = [](std::uint64_t v) {
+        std::string out;
+        for (int shift = 56; shift >= 0; shift -= 8) out.push_back(static_cast<char>(v >> shift));
+        return out;
+    };
+    const NodeId zero;
+    auto empty = store_->digest(zero, zero, 2);
+    ASSERT_TRUE(empty) << empty.error().message();
+    // SHA-256 of nothing, for every empty bucket.
+    const std::array<std::uint8_t, 32> sha256_empty{0xe3, 0xb0, 0xc4, 0x42, 0x98, 0xfc, 0x1c, 0x14,
+                                                    0x9a, 0xfb, 0xf4, 0xc8, 0x99, 0x6f, 0xb9, 0x24,
+                                                    0x27, 0xae, 0x41, 0xe4, 0x64, 0x9b, 0x93, 0x4c,
+                                                    0xa4, 0x95, 0x99, 0x1b, 0x78, 0x52, 0xb8, 0x55};
+    EXPECT_EQ(empty->buckets, (std::vector<std::array<std::uint8_t, 32>>(2, sha256_empty)));
+    EXPECT_EQ(empty->counts, (std::vector<std::uint64_t>{0, 0}));
+
+    ASSERT_TRUE(store_->put("apple", "red", 0x0102));
+    ASSERT_TRUE(store_->del("pear", 7));
+    // Ring order after zero: by key id.
+    std::vector<std::pair<std::string, std::string>> ordered{
+        {"apple", be64(0x0102) + '\x00'},
+        {"pear", be64(7) + '\x01'},
+    };
+    if (NodeId::hash("pear") < NodeId::hash("apple")) std::swap(ordered[0], ordered[1]);
+    std::string fed;
+    for (const auto& [key, version_and_flags] : ordered) {
+        fed += be64(key.size()) + encode_data_key(key) + version_and_flags;
+    }
+    auto digest = store_->digest(zero, zero, 1);
+    ASSERT_TRUE(digest) << digest.error().message();
+    EXPECT_EQ(digest->buckets, (std::vector<std::array<std::uint8_t, 32>>{sha256(fed)}));
+    EXPECT_EQ(digest->counts, (std::vector<std::uint64_t>{2}));
+}
+
+TEST_F(KeyStoreTest, DigestIsEqualForEqualVersionsWrittenInAnyOrder) {
+    constexpr int kKeys = 400;
+    std::vector<std::string> keys;
+    for (int i = 0; i < kKeys; ++i) keys.push_back("d-" + std::to_string(i));
+    auto final_version = [](int i) { return static_cast<std::uint64_t>(1000 + i); };
+
+    // This store: the final records, written once in order.
+    for (int i = 0; i < kKeys; ++i) {
+        const std::string& key = keys[static_cast<std::size_t>(i)];
+        if (i % 7 == 0) {
+            ASSERT_TRUE(store_->del(key, final_version(i)));
+        } else {
+            ASSERT_TRUE(store_->put(key, "value", final_version(i)));
+        }
+    }
+    // The other: shuffled, with older versions first and other value bytes (the version is
+    // what identifies content).
+    std::unique_ptr<KeyStore> other = open_other("other");
+    ASSERT_NE(other, nullptr);
+    std::vector<int> order(kKeys);
+    for (int i = 0; i < kKeys; ++i) order[static_cast<std::size_t>(i)] = i;
+    std::shuffle(order.begin(), order.end(), std::mt19937_64(5));
+    for (int i : order) {
+        const std::string& key = keys[static_cast<std::size_t>(i)];
+        ASSERT_TRUE(other->put(key, "early", 1));
+        ASSERT_TRUE(other->apply(key, Record{final_version(i), i % 7 == 0, "different bytes"}));
+    }
+
+    std::vector<NodeId> ids;
+    for (const auto& key : keys) ids.push_back(NodeId::hash(key));
+    std::sort(ids.begin(), ids.end());
+    const NodeId zero;
+    struct Arc {
+        const char* name;
+        NodeId from;
+        NodeId to;
+    };
+    const std::vector<Arc> arcs{
+        {"whole ring after zero", zero, zero},
+        {"whole ring after a key id", ids[100], ids[100]},
+        {"ordered", ids[10], ids[200]},
+        {"wrapping across zero", ids[kKeys - 50], ids[50]},
+        {"from max to zero", NodeId::max(), zero},
+    };
+    const std::unique_ptr<KeyStore> empty = open_other("empty");
+    ASSERT_NE(empty, nullptr);
+    for (const Arc& arc : arcs) {
+        for (std::size_t buckets : {std::size_t{1}, std::size_t{16}, kDigestBucketsMax}) {
+            SCOPED_TRACE(std::string(arc.name) + ", " + std::to_string(buckets) + " buckets");
+            auto mine = store_->digest(arc.from, arc.to, buckets);
+            auto theirs = other->digest(arc.from, arc.to, buckets);
+            ASSERT_TRUE(mine) << mine.error().message();
+            ASSERT_TRUE(theirs) << theirs.error().message();
+            EXPECT_EQ(*mine, *theirs);
+            std::uint64_t total = 0;
+            for (std::uint64_t count : mine->counts) total += count;
+            const std::size_t in_arc = oracle_arc(keys, arc.from, arc.to).size();
+            EXPECT_EQ(total, in_arc);
+            // The comparison means something: content differs from an empty store's.
+            auto nothing = empty->digest(arc.from, arc.to, buckets);
+            ASSERT_TRUE(nothing) << nothing.error().message();
+            if (in_arc > 0) {
+                EXPECT_NE(*mine, *nothing);
+            }
+        }
+    }
+}
+
+TEST_F(KeyStoreTest, DigestDifferenceIsLocalizedToTheKeysBucket) {
+    constexpr int kKeys = 300;
+    std::vector<std::string> keys;
+    for (int i = 0; i < kKeys; ++i) keys.push_back("loc-" + std::to_string(i));
+    auto fill = [&](KeyStore& store) {
+        WriteBatch batch;
+        for (int i = 0; i < kKeys; ++i) {
+            batch.put(keys[static_cast<std::size_t>(i)], "v", static_cast<std::uint64_t>(i + 1));
+        }
+        ASSERT_TRUE(store.write(batch));
+    };
+    fill(*store_);
+    std::vector<std::pair<NodeId, std::string>> ring;  // (id, key) in ring order
+    for (const auto& key : keys) ring.emplace_back(NodeId::hash(key), key);
+    std::sort(ring.begin(), ring.end());
+
+    struct Variant {
+        const char* name;
+        std::function<void(KeyStore&, const std::string&)> change;
+        bool count_changes;
+    };
+    const std::vector<Variant> variants{
+        {"newer version",
+         [](KeyStore& store, const std::string& key) {
+             const Record stored = store.read(key).value();
+             ASSERT_TRUE(store.put(key, stored.value, stored.version + 1));
+         },
+         false},
+        {"missing key",
+         [](KeyStore& store, const std::string& key) {
+             // Only purge deletes physically: tombstone the key, then purge it.
+             ASSERT_TRUE(store.del(key, 0));
+             ASSERT_EQ(store.purge_tombstones(1, 10).value(), 1u);
+             ASSERT_EQ(store.read(key).error(), Errc::not_found);
+         },
+         true},
+        {"tombstone at the same version",
+         [](KeyStore& store, const std::string& key) {
+             const Record stored = store.read(key).value();
+             ASSERT_TRUE(store.del(key, stored.version));
+         },
+         false},
+    };
+    struct Arc {
+        const char* name;
+        NodeId from;
+        NodeId to;
+    };
+    const NodeId zero;
+    const std::vector<Arc> arcs{
+        {"whole ring", zero, zero},
+        {"wrapping across zero", ring[kKeys - 80].first, ring[70].first},
+    };
+    constexpr std::size_t kBuckets = 16;
+    // Keys just before and just after zero (inside the wrapping arc) and one outside it.
+    const std::vector<std::string> changed{ring[kKeys - 10].second, ring[20].second,
+                                           ring[150].second};
+
+    int store_number = 0;
+    for (const Variant& variant : variants) {
+        for (const std::string& key : changed) {
+            std::unique_ptr<KeyStore> other = open_other("other" + std::to_string(store_number++));
+            ASSERT_NE(other, nullptr);
+            fill(*other);
+            variant.change(*other, key);
+            for (const Arc& arc : arcs) {
+                SCOPED_TRACE(std::string(variant.name) + ", " + key + ", " + arc.name);
+                auto mine = store_->digest(arc.from, arc.to, kBuckets);
+                auto theirs = other->digest(arc.from, arc.to, kBuckets);
+                ASSERT_TRUE(mine) << mine.error().message();
+                ASSERT_TRUE(theirs) << theirs.error().message();
+                const NodeId id = NodeId::hash(key);
+                if (!chord::in_open_closed(id, arc.from, arc.to)) {
+                    EXPECT_EQ(*mine, *theirs);
+                    continue;
+                }
+                const std::size_t expected = bucket_holding(id, arc.from, arc.to, kBuckets);
+                ASSERT_LT(expected, kBuckets);
+                for (std::size_t i = 0; i < kBuckets; ++i) {
+                    EXPECT_EQ(mine->buckets[i] != theirs->buckets[i], i == expected)
+                        << "bucket " << i;
+                    EXPECT_EQ(mine->counts[i] != theirs->counts[i],
+                              i == expected && variant.count_changes)
+                        << "bucket " << i;
+                }
+            }
+        }
+    }
+}
+
+TEST_F(KeyStoreTest, DigestBucketsPartitionTheArc) {
+    std::mt19937_64 rng(77);
+    auto random_id = [&rng] {
+        NodeId::Bytes bytes;
+        for (auto& byte : bytes) byte = static_cast<std::uint8_t>(rng());
+        return NodeId(bytes);
+    };
+    const NodeId zero;
+    const NodeId max = NodeId::max();
+    const NodeId pivot = random_id();
+    struct Arc {
+        const char* name;
+        NodeId from;
+        NodeId to;
+    };
+    const std::vector<Arc> arcs{
+        {"whole ring after zero", zero, zero},
+        {"whole ring after a random id", pivot, pivot},
+        {"random", random_id(), random_id()},
+        {"wrapping across zero", max.prev(), NodeId::from_uint64(1'000'000)},
+        {"from max", max, NodeId::from_uint64(12345)},
+        {"to max", NodeId::from_uint64(7), max},
+    };
+    for (const Arc& arc : arcs) {
+        for (std::size_t buckets :
+             {std::size_t{1}, std::size_t{3}, std::size_t{16}, kDigestBucketsMax}) {
+            SCOPED_TRACE(std::string(arc.name) + ", " + std::to_string(buckets) + " buckets");
+            NodeId at = arc.from;
+            NodeId shortest = max;
+            NodeId longest;
+            for (std::size_t i = 0; i < buckets; ++i) {
+                auto sub = digest_bucket_arc(arc.from, arc.to, buckets, i);
+                ASSERT_TRUE(sub) << "bucket " << i;
+                ASSERT_EQ(sub->first, at) << "bucket " << i;
+                at = sub->second;
+                // The whole ring in one bucket has length 2^160, which NodeId cannot hold.
+                if (buckets == 1) continue;
+                const NodeId length = chord::distance(sub->first, sub->second);
+                shortest = std::min(shortest, length);
+                longest = std::max(longest, length);
+            }
+            EXPECT_EQ(at, arc.to);
+            if (buckets > 1) {
+                EXPECT_LE(longest, shortest.next());
+            }
+        }
+    }
+
+    // An arc of 3 ids in 8 buckets: 3 buckets of one id each, the others empty.
+    const NodeId from = NodeId::from_uint64(5);
+    const NodeId to = NodeId::from_uint64(8);
+    std::vector<NodeId> ends;
+    for (std::size_t i = 0; i < 8; ++i) {
+        if (auto sub = digest_bucket_arc(from, to, 8, i)) {
+            EXPECT_EQ(sub->second, sub->first.next());
+            ends.push_back(sub->second);
+        }
+    }
+    EXPECT_EQ(ends, (std::vector<NodeId>{NodeId::from_uint64(6), NodeId::from_uint64(7),
+                                         NodeId::from_uint64(8)}));
+    auto tiny = store_->digest(from, to, 8);
+    ASSERT_TRUE(tiny) << tiny.error().message();
+    EXPECT_EQ(tiny->counts, std::vector<std::uint64_t>(8, 0));
+}
+
+TEST_F(KeyStoreTest, DigestCountsFollowBucketArcsAcrossZero) {
+    constexpr int kKeys = 500;
+    std::vector<std::string> keys;
+    WriteBatch batch;
+    for (int i = 0; i < kKeys; ++i) {
+        keys.push_back("z-" + std::to_string(i));
+        if (i % 5 == 0) {
+            batch.del(keys.back(), 3);
+        } else {
+            batch.put(keys.back(), "v", 3);
+        }
+    }
+    ASSERT_TRUE(store_->write(batch));
+    std::vector<NodeId> ids;
+    for (const auto& key : keys) ids.push_back(NodeId::hash(key));
+    std::sort(ids.begin(), ids.end());
+
+    const NodeId from = ids[kKeys - 120];
+    const NodeId to = ids[110];
+    for (std::size_t buckets : {std::size_t{7}, std::size_t{64}}) {
+        SCOPED_TRACE(std::to_string(buckets) + " buckets");
+        auto digest = store_->digest(from, to, buckets);
+        ASSERT_TRUE(digest) << digest.error().message();
+        std::vector<std::uint64_t> expected(buckets, 0);
+        for (const auto& key : keys) {
+            const NodeId id = NodeId::hash(key);
+            if (!chord::in_open_closed(id, from, to)) continue;
+            const std::size_t bucket = bucket_holding(id, from, to, buckets);
+            ASSERT_LT(bucket, buckets);
+            ++expected[bucket];
+        }
+        EXPECT_EQ(digest->counts, expected);
+        std::uint64_t total = 0;
+        for (std::uint64_t count : expected) total += count;
+        EXPECT_EQ(total, 119u + 111u);
+    }
+}
+
+TEST_F(KeyStoreTest, DigestReadsThroughASnapshot) {
+    for (int i = 0; i < 50; ++i) ASSERT_TRUE(store_->put("s-" + std::to_string(i), "v", 1));
+    const NodeId zero;
+    const ArcDigest before = store_->digest(zero, zero, 8).value();
+    const std::unique_ptr<Snapshot> snapshot = store_->snapshot();
+    ASSERT_TRUE(store_->apply("s-7", Record{2, false, "v"}).value());
+
+    EXPECT_EQ(store_->digest(zero, zero, 8, snapshot.get()).value(), before);
+    EXPECT_NE(store_->digest(zero, zero, 8).value(), before);
 }
 
 // --- misc --------------------------------------------------------------------------------
