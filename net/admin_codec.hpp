@@ -8,6 +8,7 @@
 
 #include "chord/result.hpp"
 #include "net/admin.hpp"
+#include "net/data.hpp"
 #include "net/codec.hpp"
 #include "net/serialization.hpp"
 
@@ -36,6 +37,22 @@ template <>
 constexpr std::uint8_t admin_type<ErrorReply>() {
     return static_cast<std::uint8_t>(AdminType::error_reply);
 }
+
+#define CHORDKV_DATA_TYPE(T, name)                             \
+    template <>                                                \
+    constexpr std::uint8_t admin_type<T>() {                   \
+        return static_cast<std::uint8_t>(DataType::name);      \
+    }
+CHORDKV_DATA_TYPE(PutRequest, put_request)
+CHORDKV_DATA_TYPE(PutReply, put_reply)
+CHORDKV_DATA_TYPE(GetRequest, get_request)
+CHORDKV_DATA_TYPE(GetReply, get_reply)
+CHORDKV_DATA_TYPE(Redirect, redirect)
+CHORDKV_DATA_TYPE(ReplicateRequest, replicate_request)
+CHORDKV_DATA_TYPE(ReplicateReply, replicate_reply)
+CHORDKV_DATA_TYPE(ReadReplicaRequest, read_replica_request)
+CHORDKV_DATA_TYPE(ReadReplicaReply, read_replica_reply)
+#undef CHORDKV_DATA_TYPE
 
 // A complete frame carrying `message`, tagged with `key` when it is not null.
 template <typename T>
@@ -80,6 +97,47 @@ void serialize(Archive& ar, chordkv::net::ErrorReply& m, const unsigned int) {
     ar& m.request_id& m.code& m.message;
 }
 
+template <class Archive>
+void serialize(Archive& ar, chordkv::net::WireRecord& m, const unsigned int) {
+    ar & m.version & m.tombstone & m.value;
+}
+template <class Archive>
+void serialize(Archive& ar, chordkv::net::PutRequest& m, const unsigned int) {
+    ar & m.request_id & m.key & m.value & m.tombstone;
+}
+template <class Archive>
+void serialize(Archive& ar, chordkv::net::PutReply& m, const unsigned int) {
+    ar & m.request_id & m.version & m.copies;
+}
+template <class Archive>
+void serialize(Archive& ar, chordkv::net::GetRequest& m, const unsigned int) {
+    ar & m.request_id & m.key & m.quorum;
+}
+template <class Archive>
+void serialize(Archive& ar, chordkv::net::GetReply& m, const unsigned int) {
+    ar & m.request_id & m.found & m.version & m.value;
+}
+template <class Archive>
+void serialize(Archive& ar, chordkv::net::Redirect& m, const unsigned int) {
+    ar & m.request_id & m.owner_id & m.owner_address;
+}
+template <class Archive>
+void serialize(Archive& ar, chordkv::net::ReplicateRequest& m, const unsigned int) {
+    ar & m.request_id & m.key & m.record;
+}
+template <class Archive>
+void serialize(Archive& ar, chordkv::net::ReplicateReply& m, const unsigned int) {
+    ar & m.request_id & m.applied;
+}
+template <class Archive>
+void serialize(Archive& ar, chordkv::net::ReadReplicaRequest& m, const unsigned int) {
+    ar & m.request_id & m.key;
+}
+template <class Archive>
+void serialize(Archive& ar, chordkv::net::ReadReplicaReply& m, const unsigned int) {
+    ar & m.request_id & m.exists & m.record;
+}
+
 }  // namespace boost::serialization
 
 CHORDKV_WIRE_STRUCT(chordkv::net::VnodeInfo)
@@ -89,3 +147,13 @@ CHORDKV_WIRE_STRUCT(chordkv::net::InfoReply)
 CHORDKV_WIRE_STRUCT(chordkv::net::LookupRequest)
 CHORDKV_WIRE_STRUCT(chordkv::net::LookupReply)
 CHORDKV_WIRE_STRUCT(chordkv::net::ErrorReply)
+CHORDKV_WIRE_STRUCT(chordkv::net::WireRecord)
+CHORDKV_WIRE_STRUCT(chordkv::net::PutRequest)
+CHORDKV_WIRE_STRUCT(chordkv::net::PutReply)
+CHORDKV_WIRE_STRUCT(chordkv::net::GetRequest)
+CHORDKV_WIRE_STRUCT(chordkv::net::GetReply)
+CHORDKV_WIRE_STRUCT(chordkv::net::Redirect)
+CHORDKV_WIRE_STRUCT(chordkv::net::ReplicateRequest)
+CHORDKV_WIRE_STRUCT(chordkv::net::ReplicateReply)
+CHORDKV_WIRE_STRUCT(chordkv::net::ReadReplicaRequest)
+CHORDKV_WIRE_STRUCT(chordkv::net::ReadReplicaReply)

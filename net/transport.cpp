@@ -79,8 +79,11 @@ void Connection::write() {
     asio::async_write(
         socket_, asio::buffer(queue_.front()),
         [self = shared_from_this()](const boost::system::error_code& ec, std::size_t) {
-            if (ec) {
+            // The queue's front was this write's buffer: close() leaves the queue alone while a
+            // write is in flight, and it is cleared here once the write is over.
+            if (ec || !self->open()) {
                 self->writing_ = false;
+                self->queue_.clear();
                 self->close();
                 return;
             }
@@ -103,7 +106,8 @@ void Connection::close() {
     boost::system::error_code ignored;
     socket_.shutdown(tcp::socket::shutdown_both, ignored);
     socket_.close(ignored);
-    queue_.clear();
+    // An in-flight async_write still reads queue_.front(); its handler clears the queue.
+    if (!writing_) queue_.clear();
 }
 
 // --- Transport --------------------------------------------------------------------------
@@ -128,10 +132,27 @@ Result<std::unique_ptr<Transport>> Transport::open(asio::io_context& io, const H
         return R(Errc::invalid_argument,
                  "listen address '" + listen.host + "' is not an IP address");
     }
-    std::unique_ptr<Transport> t(new Transport(io, std::move(options)));
     const std::string where = listen.to_string();
+    // Port 0: UDP picks a free port and TCP takes the same number, which an outgoing TCP
+    // connection may hold already; then try another port (a fixed port fails at once).
+    constexpr int kAnyPortAttempts = 20;
+    for (int attempt = 1;; ++attempt) {
+        auto t = bind_once(io, ip, listen.port, options, where, ec);
+        if (t) return std::move(t).value();
+        if (listen.port != 0 || t.code() != std::errc::address_in_use ||
+            attempt == kAnyPortAttempts) {
+            return R(t.error());
+        }
+    }
+}
 
-    const udp::endpoint udp_endpoint(ip, listen.port);
+Result<std::unique_ptr<Transport>> Transport::bind_once(
+    asio::io_context& io, const asio::ip::address& ip, std::uint16_t port,
+    const TransportOptions& options, const std::string& where, boost::system::error_code& ec) {
+    using R = Result<std::unique_ptr<Transport>>;
+    std::unique_ptr<Transport> t(new Transport(io, options));
+
+    const udp::endpoint udp_endpoint(ip, port);
     t->udp_.open(udp_endpoint.protocol(), ec);
     if (!ec) t->udp_.bind(udp_endpoint, ec);
     if (ec) return R(socket_error(ec, "UDP " + where));

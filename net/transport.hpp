@@ -109,6 +109,9 @@ public:
 private:
     friend class Connection;
     Transport(boost::asio::io_context& io, TransportOptions options);
+    static Result<std::unique_ptr<Transport>> bind_once(
+        boost::asio::io_context& io, const boost::asio::ip::address& ip, std::uint16_t port,
+        const TransportOptions& options, const std::string& where, boost::system::error_code& ec);
     void receive();
     void accept();
     const std::string* key() const {

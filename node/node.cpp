@@ -38,6 +38,14 @@ Result<std::unique_ptr<Node>> Node::open(asio::io_context& io, NodeOptions optio
         return R(Errc::invalid_argument,
                  "vnodes must be in 1..1024, got " + std::to_string(options.vnodes));
     }
+    if (options.replicas == 0 || options.replicas > 16) {
+        return R(Errc::invalid_argument,
+                 "replicas must be in 1..16, got " + std::to_string(options.replicas));
+    }
+    if (options.write_acks == 0 || options.write_acks > options.replicas) {
+        return R(Errc::invalid_argument,
+                 "write acks must be in 1..replicas, got " + std::to_string(options.write_acks));
+    }
     for (const auto& seed : options.join) {
         if (auto s = net::parse_host_port(seed); !s) {
             return R(Errc::invalid_argument, "join: " + s.error().message());
@@ -62,6 +70,10 @@ Result<std::unique_ptr<Node>> Node::open(asio::io_context& io, NodeOptions optio
     auto transport = net::Transport::open(io, *listen, o.transport);
     if (!transport) return R(transport.error());
     node->transport_ = std::move(transport).value();
+    net::PeerPoolOptions pool;
+    pool.cluster_key = o.transport.cluster_key;
+    pool.request_timeout = o.replica_timeout;
+    node->peers_ = std::make_unique<net::PeerPool>(io, pool);
 
     if (!o.advertise.empty()) {
         auto advertise = net::parse_host_port(o.advertise);
@@ -190,8 +202,8 @@ void Node::leave(NodeCallback done) {
 void Node::stop() {
     if (stopped_) return;
     stopped_ = true;
-    boost::system::error_code ignored;
     timer_.cancel();
+    if (peers_) peers_->close();
     if (transport_) transport_->close();
 }
 
@@ -339,6 +351,34 @@ void Node::on_frame(const std::shared_ptr<net::Connection>& from, const net::Fra
                 net::LookupReply reply{id, key_id, r->owner, r->replicas, r->hops, r->timeouts};
                 connection->send(net::encode_admin(reply, key));
             });
+            return;
+        }
+        default:
+            break;
+    }
+    switch (static_cast<net::DataType>(frame.type)) {
+        case net::DataType::put_request: {
+            auto request = net::decode_admin<net::PutRequest>(frame.payload);
+            if (!request) break;
+            on_put(from, std::move(request).value());
+            return;
+        }
+        case net::DataType::get_request: {
+            auto request = net::decode_admin<net::GetRequest>(frame.payload);
+            if (!request) break;
+            on_get(from, std::move(request).value());
+            return;
+        }
+        case net::DataType::replicate_request: {
+            auto request = net::decode_admin<net::ReplicateRequest>(frame.payload);
+            if (!request) break;
+            on_replicate(from, *request);
+            return;
+        }
+        case net::DataType::read_replica_request: {
+            auto request = net::decode_admin<net::ReadReplicaRequest>(frame.payload);
+            if (!request) break;
+            on_read_replica(from, *request);
             return;
         }
         default:

@@ -31,10 +31,13 @@
 #include <string>
 #include <vector>
 
+#include "chord/hlc.hpp"
 #include "chord/protocol.hpp"
 #include "chord/result.hpp"
 #include "net/address.hpp"
 #include "net/admin.hpp"
+#include "net/data.hpp"
+#include "net/peer_pool.hpp"
 #include "net/transport.hpp"
 #include "storage/key_store.hpp"
 
@@ -58,6 +61,13 @@ struct NodeOptions {
     net::TransportOptions transport;
     // Key store settings.
     storage::KeyStoreOptions store;
+    // Copies of every key: the owner and the next R-1 distinct processes on its successor list.
+    std::size_t replicas = 3;
+    // Copies (the owner's included) that must acknowledge a write before the client is
+    // answered; default 2, a majority of 3. Capped at the replicas that exist.
+    std::size_t write_acks = 2;
+    // How long the owner waits for replicas to answer a write or a read.
+    std::chrono::milliseconds replica_timeout = std::chrono::seconds(2);
     // How long start() keeps retrying the seeds before reporting failure.
     std::chrono::milliseconds join_timeout = std::chrono::seconds(30);
     // RNG seed for timer jitter and backoff; 0 = from std::random_device.
@@ -108,12 +118,39 @@ private:
     void join_vnode(std::size_t index, std::size_t seed_index);
     void joined_all();
 
+    // Data path (DESIGN.md "Data path").
+    using ConnectionPtr = std::shared_ptr<net::Connection>;
+    const std::string* cluster_key() const;
+    template <typename T>
+    void reply(const ConnectionPtr& to, const T& message);
+    void reply_error(const ConnectionPtr& to, std::uint64_t request_id, const Error& error);
+    // The member vnode whose arc (predecessor, self] holds `key_id`, or nullptr.
+    chord::Protocol* owner_vnode(const chord::NodeId& key_id);
+    // The next distinct processes after `vnode` on its successor list, other than this one.
+    std::vector<std::string> replica_addresses(const chord::Protocol& vnode,
+                                               std::size_t count) const;
+    // Runs `coordinate` if a vnode of this process owns `key`; otherwise looks the owner up
+    // and answers Redirect (or coordinates anyway when the owner turns out to be here).
+    void route_request(const ConnectionPtr& from, std::uint64_t request_id, const std::string& key,
+                       std::function<void(chord::Protocol&)> coordinate);
+    void on_put(const ConnectionPtr& from, net::PutRequest request);
+    void on_get(const ConnectionPtr& from, net::GetRequest request);
+    void on_replicate(const ConnectionPtr& from, const net::ReplicateRequest& request);
+    void on_read_replica(const ConnectionPtr& from, const net::ReadReplicaRequest& request);
+    void coordinate_put(const ConnectionPtr& from, chord::Protocol& vnode, net::PutRequest request);
+    void coordinate_get(const ConnectionPtr& from, chord::Protocol& vnode, net::GetRequest request);
+    std::uint64_t physical_ms() const;
+    // invalid_argument for an empty key, too_large beyond the store's key limit.
+    Status check_key(std::string_view key) const;
+
     boost::asio::io_context& io_;
     NodeOptions options_;
     net::HostPort advertise_;
     std::string advertise_text_;
     std::unique_ptr<storage::KeyStore> store_;
     std::unique_ptr<net::Transport> transport_;
+    std::unique_ptr<net::PeerPool> peers_;
+    chord::HybridClock hlc_;
     std::mt19937_64 rng_;
     std::vector<chord::NodeId> ids_;
     std::vector<std::unique_ptr<chord::Protocol>> vnodes_;

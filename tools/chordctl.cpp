@@ -3,12 +3,16 @@
 //   chordctl [--node HOST:PORT] [--json] [--timeout MS] ring
 //   chordctl [--node HOST:PORT] [--json] [--timeout MS] lookup KEY
 //   chordctl [--node HOST:PORT] [--json] [--timeout MS] stats
+//   chordctl [--node HOST:PORT] put KEY VALUE|-      (- reads the value from stdin)
+//   chordctl [--node HOST:PORT] [--quorum] get KEY   (raw value on stdout)
+//   chordctl [--node HOST:PORT] del KEY
 //
-// Exit codes: 0 success, 2 error (bad usage, unreachable node, broken ring).
+// Exit codes: 0 success, 1 get: not found, 2 error (bad usage, unreachable node, broken ring).
 #include <boost/program_options.hpp>
 #include <chrono>
 #include <cstdio>
 #include <iostream>
+#include <iterator>
 #include <map>
 #include <set>
 #include <sstream>
@@ -20,6 +24,7 @@
 #include "net/admin_codec.hpp"
 #include "net/cluster_key.hpp"
 #include "net/request_client.hpp"
+#include "node/client.hpp"
 
 namespace po = boost::program_options;
 using chordkv::Errc;
@@ -31,6 +36,9 @@ using chordkv::chord::Peer;
 namespace {
 
 constexpr int kExitOk = 0;
+constexpr int kExitNotFound = 1;
+// Redirects followed before giving up (the ring is changing faster than we can follow).
+constexpr int kRedirectsMax = 4;
 constexpr int kExitError = 2;
 // A walk longer than this is not a ring we can print (or is a loop that never closes).
 constexpr std::size_t kRingVnodesMax = 1'000'000;
@@ -40,6 +48,7 @@ struct Settings {
     bool json = false;
     std::chrono::milliseconds timeout{5000};
     std::string cluster_key;  // empty: frames carry no MAC
+    bool quorum = false;
 };
 
 std::string json_string(std::string_view s) {
@@ -218,6 +227,33 @@ int cmd_lookup(const Settings& s, const std::string& key) {
     return kExitOk;
 }
 
+chordkv::Client client_for(const Settings& s) {
+    chordkv::ClientOptions options;
+    options.seeds = {s.node};
+    options.timeout = s.timeout;
+    options.cluster_key = s.cluster_key;
+    options.redirects_max = kRedirectsMax;
+    return chordkv::Client(options);
+}
+
+int cmd_put(const Settings& s, const std::string& key, const std::string& value, bool del) {
+    auto client = client_for(s);
+    auto version = del ? client.del(key) : client.put(key, value);
+    if (!version) return fail((del ? "del: " : "put: ") + version.error().message());
+    if (s.json) std::cout << "{\"version\":" << *version << "}\n";
+    return kExitOk;
+}
+
+int cmd_get(const Settings& s, const std::string& key) {
+    auto client = client_for(s);
+    auto result = client.get(key, s.quorum);
+    if (!result) return fail("get: " + result.error().message());
+    if (!result->found) return kExitNotFound;
+    std::cout.write(result->value.data(), static_cast<std::streamsize>(result->value.size()));
+    std::cout.flush();
+    return kExitOk;
+}
+
 int cmd_stats(const Settings& s) {
     auto info = fetch_info(s.node, s);
     if (!info) return fail(info.error().message());
@@ -268,8 +304,9 @@ int main(int argc, char** argv) {
         ("node", po::value(&s.node)->default_value(s.node), "HOST:PORT of any cluster node")  //
         ("json", po::bool_switch(&s.json), "machine-readable output")                         //
         ("timeout", po::value(&timeout_ms)->default_value(timeout_ms),
-         "milliseconds to wait for each answer")  //
-        ("cluster-key-file", po::value(&key_file), "the cluster's key, when it has one");
+         "milliseconds to wait for each answer")                                          //
+        ("cluster-key-file", po::value(&key_file), "the cluster's key, when it has one")  //
+        ("quorum", po::bool_switch(&s.quorum), "get: read every replica, newest wins");
     po::options_description hidden;
     hidden.add_options()("command", po::value(&command));
     po::options_description all;
@@ -301,5 +338,17 @@ int main(int argc, char** argv) {
     if (verb == "stats" && command.size() == 1) return cmd_stats(s);
     if (verb == "lookup" && command.size() == 2) return cmd_lookup(s, command[1]);
     if (verb == "lookup") return fail("usage: chordctl lookup KEY");
-    return fail("unknown command '" + verb + "'; try ring, lookup KEY or stats");
+    if (verb == "put" && command.size() == 3) {
+        std::string value = command[2];
+        if (value == "-") {
+            value.assign(std::istreambuf_iterator<char>(std::cin), {});
+        }
+        return cmd_put(s, command[1], value, false);
+    }
+    if (verb == "get" && command.size() == 2) return cmd_get(s, command[1]);
+    if (verb == "del" && command.size() == 2) return cmd_put(s, command[1], {}, true);
+    if (verb == "put" || verb == "get" || verb == "del") {
+        return fail("usage: chordctl put KEY VALUE|- | get KEY | del KEY");
+    }
+    return fail("unknown command '" + verb + "'; try ring, lookup, stats, put, get or del");
 }

@@ -34,6 +34,8 @@ struct Settings {
     std::string data_dir = "chordkv-data";
     std::uint32_t vnodes = 8;
     std::size_t successors = 8;
+    std::size_t replicas = 3;
+    std::size_t write_acks = 2;
     std::string cluster_key_file;
     std::int64_t join_timeout_ms = 30000;
     std::string log_level = "info";
@@ -58,6 +60,8 @@ int run(const Settings& settings) {
     options.data_dir = settings.data_dir;
     options.vnodes = settings.vnodes;
     options.protocol.successors = settings.successors;
+    options.replicas = settings.replicas;
+    options.write_acks = settings.write_acks;
     options.join_timeout = std::chrono::milliseconds(settings.join_timeout_ms);
     if (settings.successors == 0 || settings.successors > 64) {
         spdlog::error("--successors must be in 1..64, got {}", settings.successors);
@@ -152,6 +156,10 @@ int main(int argc, char** argv) {
          "virtual nodes (ring positions) this process owns")                 //
         ("join", po::value(&s.join),                                         //
          "HOST:PORT[,HOST:PORT...] seeds to join through (none: new ring)")  //
+        ("replicas", po::value(&s.replicas)->default_value(s.replicas),
+         "copies of every key (owner + next distinct processes)")  //
+        ("write-acks", po::value(&s.write_acks)->default_value(s.write_acks),
+         "copies that must acknowledge a write before the client is answered")  //
         ("successors", po::value(&s.successors)->default_value(s.successors),
          "successor list length r")  //
         ("join-timeout", po::value(&s.join_timeout_ms)->default_value(s.join_timeout_ms),

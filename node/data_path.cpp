@@ -1,0 +1,322 @@
+// The data path of a Node (DESIGN.md "Data path"): put/get/delete coordinated by the key's
+// owner, replicated on the next R-1 distinct processes of its successor list, acknowledged
+// after W copies; reads from the owner with fallback to replicas, quorum reads with repair.
+//
+//   put:  owner stamps version (HLC) ─► local LWW apply ─► ReplicateRequest ×
+//         reply PutReply once W copies (owner included) hold it; error when they cannot
+//   get:  owner reads locally; not found ─► ReadReplica ×, newest wins, owner repaired
+//         quorum: owner + every replica, newest wins, stale copies repaired
+#include <chrono>
+
+#include "net/admin_codec.hpp"
+#include "node/node.hpp"
+
+namespace chordkv {
+
+namespace {
+
+net::WireRecord to_wire(const storage::Record& r) {
+    return {r.version, r.tombstone, r.value};
+}
+storage::Record from_wire(const net::WireRecord& r) {
+    return {r.version, r.tombstone, r.value};
+}
+
+// The newest of the copies collected for one read.
+struct Newest {
+    bool exists = false;
+    storage::Record record;
+    void offer(const storage::Record& r) {
+        if (!exists || r.version > record.version) {
+            exists = true;
+            record = r;
+        }
+    }
+};
+
+}  // namespace
+
+const std::string* Node::cluster_key() const {
+    return options_.transport.cluster_key.empty() ? nullptr : &options_.transport.cluster_key;
+}
+
+template <typename T>
+void Node::reply(const ConnectionPtr& to, const T& message) {
+    to->send(net::encode_admin(message, cluster_key()));
+}
+
+void Node::reply_error(const ConnectionPtr& to, std::uint64_t request_id, const Error& error) {
+    reply(to, net::ErrorReply{request_id, error.code().value(), error.message()});
+}
+
+std::uint64_t Node::physical_ms() const {
+    return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                          std::chrono::system_clock::now().time_since_epoch())
+                                          .count());
+}
+
+chord::Protocol* Node::owner_vnode(const chord::NodeId& key_id) {
+    for (auto& vnode : vnodes_) {
+        const auto& ring = vnode->ring_state();
+        if (ring.state != chord::MemberState::member) continue;
+        if (!ring.predecessor) {
+            // Alone on the ring, the vnode owns everything; otherwise it cannot tell yet.
+            if (!ring.successors.empty() && ring.successors.front().id == ring.self.id) {
+                return vnode.get();
+            }
+            continue;
+        }
+        if (chord::in_open_closed(key_id, ring.predecessor->id, ring.self.id)) return vnode.get();
+    }
+    return nullptr;
+}
+
+std::vector<std::string> Node::replica_addresses(const chord::Protocol& vnode,
+                                                 std::size_t count) const {
+    std::vector<std::string> out;
+    for (const auto& peer : vnode.ring_state().successors) {
+        if (out.size() >= count) break;
+        if (peer.address == advertise_text_) continue;  // vnodes of this process: no new copy
+        if (std::find(out.begin(), out.end(), peer.address) != out.end()) continue;
+        out.push_back(peer.address);
+    }
+    return out;
+}
+
+void Node::route_request(const ConnectionPtr& from, std::uint64_t request_id,
+                         const std::string& key, std::function<void(chord::Protocol&)> coordinate) {
+    const chord::NodeId key_id = chord::NodeId::hash(key);
+    if (chord::Protocol* vnode = owner_vnode(key_id)) {
+        coordinate(*vnode);
+        return;
+    }
+    std::weak_ptr<net::Connection> weak = from;
+    std::weak_ptr<int> alive = alive_;
+    lookup(key, [this, weak, alive, request_id, key_id, coordinate = std::move(coordinate)](
+                    chord::Time, Result<chord::LookupResult> found) {
+        auto connection = weak.lock();
+        if (!connection || alive.expired()) return;
+        if (!found) {
+            reply_error(connection, request_id, found.error());
+            return;
+        }
+        if (found->owner.address == advertise_text_) {
+            // One of ours after all (our predecessor pointer was not settled yet).
+            for (auto& vnode : vnodes_) {
+                if (vnode->self().id == found->owner.id) {
+                    coordinate(*vnode);
+                    return;
+                }
+            }
+        }
+        (void)key_id;
+        reply(connection, net::Redirect{request_id, found->owner.id, found->owner.address});
+    });
+}
+
+// --- writes -----------------------------------------------------------------------------
+
+Status Node::check_key(std::string_view key) const {
+    if (key.empty()) return Status(Errc::invalid_argument, "empty key");
+    if (key.size() > options_.store.key_bytes_max) {
+        return Status(Errc::too_large, "key of " + std::to_string(key.size()) + " bytes (limit " +
+                                           std::to_string(options_.store.key_bytes_max) + ")");
+    }
+    return {};
+}
+
+void Node::on_put(const ConnectionPtr& from, net::PutRequest request) {
+    const auto& limits = options_.store;
+    if (auto ok = check_key(request.key); !ok) {
+        reply_error(from, request.request_id, ok.error());
+        return;
+    }
+    if (request.value.size() > limits.value_bytes_max) {
+        reply_error(from, request.request_id,
+                    Error(Errc::too_large, "value of " + std::to_string(request.value.size()) +
+                                               " bytes (limit " +
+                                               std::to_string(limits.value_bytes_max) + ")"));
+        return;
+    }
+    const std::uint64_t id = request.request_id;
+    const std::string key = request.key;
+    route_request(from, id, key,
+                  [this, from, request = std::move(request)](chord::Protocol& vnode) mutable {
+                      coordinate_put(from, vnode, std::move(request));
+                  });
+}
+
+void Node::coordinate_put(const ConnectionPtr& from, chord::Protocol& vnode,
+                          net::PutRequest request) {
+    const storage::Record record{hlc_.stamp(physical_ms()), request.tombstone,
+                                 request.tombstone ? std::string() : std::move(request.value)};
+    auto applied = store_->apply(request.key, record);
+    if (!applied) {
+        reply_error(from, request.request_id, applied.error());
+        return;
+    }
+    const auto replicas = replica_addresses(vnode, options_.replicas - 1);
+    struct Progress {
+        std::size_t copies = 1;  // the owner's
+        std::size_t pending = 0;
+        std::size_t needed = 1;
+        bool replied = false;
+    };
+    auto progress = std::make_shared<Progress>();
+    progress->pending = replicas.size();
+    progress->needed = std::max<std::size_t>(1, std::min(options_.write_acks, 1 + replicas.size()));
+    const std::uint64_t request_id = request.request_id;
+    const std::uint64_t version = record.version;
+    auto maybe_reply = [this, from, progress, request_id, version]() {
+        if (progress->replied) return;
+        if (progress->copies >= progress->needed) {
+            progress->replied = true;
+            reply(from,
+                  net::PutReply{request_id, version, static_cast<std::uint8_t>(progress->copies)});
+        } else if (progress->pending == 0) {
+            progress->replied = true;
+            reply_error(from, request_id,
+                        Error(Errc::unreachable, "written to " + std::to_string(progress->copies) +
+                                                     " of the " + std::to_string(progress->needed) +
+                                                     " copies required"));
+        }
+    };
+    maybe_reply();
+    const net::WireRecord wire = to_wire(record);
+    for (const auto& address : replicas) {
+        peers_->call(
+            address,
+            [key = request.key, wire, k = cluster_key()](std::uint64_t rid) {
+                return net::encode_admin(net::ReplicateRequest{rid, key, wire}, k);
+            },
+            [progress, maybe_reply](Result<net::Frame> answer) {
+                --progress->pending;
+                if (answer && answer->type == net::admin_type<net::ReplicateReply>()) {
+                    ++progress->copies;  // applied now or already held as new: a copy either way
+                }
+                maybe_reply();
+            },
+            options_.replica_timeout);
+    }
+}
+
+void Node::on_replicate(const ConnectionPtr& from, const net::ReplicateRequest& request) {
+    // A version stamped far in the future is stored all the same (it is the owner's), but it
+    // does not drag our clock along (observe() refuses it).
+    (void)hlc_.observe(request.record.version, physical_ms());
+    auto applied = store_->apply(request.key, from_wire(request.record));
+    if (!applied) {
+        reply_error(from, request.request_id, applied.error());
+        return;
+    }
+    reply(from, net::ReplicateReply{request.request_id, *applied});
+}
+
+// --- reads ------------------------------------------------------------------------------
+
+void Node::on_get(const ConnectionPtr& from, net::GetRequest request) {
+    if (auto ok = check_key(request.key); !ok) {
+        reply_error(from, request.request_id, ok.error());
+        return;
+    }
+    const std::uint64_t id = request.request_id;
+    const std::string key = request.key;
+    route_request(from, id, key,
+                  [this, from, request = std::move(request)](chord::Protocol& vnode) mutable {
+                      coordinate_get(from, vnode, std::move(request));
+                  });
+}
+
+void Node::coordinate_get(const ConnectionPtr& from, chord::Protocol& vnode,
+                          net::GetRequest request) {
+    auto local = store_->read(request.key);
+    if (!local && local.code() != Errc::not_found) {
+        reply_error(from, request.request_id, local.error());
+        return;
+    }
+    auto answer = [this, from, id = request.request_id](const Newest& newest) {
+        net::GetReply r;
+        r.request_id = id;
+        r.found = newest.exists && !newest.record.tombstone;
+        r.version = newest.exists ? newest.record.version : 0;
+        if (r.found) r.value = newest.record.value;
+        reply(from, r);
+    };
+    Newest newest;
+    if (local) newest.offer(*local);
+    if (local && !request.quorum) {
+        answer(newest);  // the owner's copy is authoritative for a plain read
+        return;
+    }
+    const auto replicas = replica_addresses(vnode, options_.replicas - 1);
+    if (replicas.empty()) {
+        answer(newest);
+        return;
+    }
+    // Fallback (nothing here) or quorum: ask every replica, answer with the newest copy and
+    // repair every copy that is older or missing, the owner's included.
+    struct Gather {
+        Newest newest;
+        std::vector<std::pair<std::string, std::uint64_t>> versions;  // address, 0 = none
+        std::size_t pending = 0;
+        bool local_exists = false;
+        std::uint64_t local_version = 0;
+    };
+    auto gather = std::make_shared<Gather>();
+    gather->newest = newest;
+    gather->pending = replicas.size();
+    gather->local_exists = local.ok();
+    gather->local_version = local ? local->version : 0;
+    const std::string key = request.key;
+    auto finish = [this, gather, answer, key]() {
+        answer(gather->newest);
+        if (!gather->newest.exists) return;
+        const storage::Record& best = gather->newest.record;
+        if (!gather->local_exists || gather->local_version < best.version) {
+            (void)store_->apply(key, best);
+        }
+        for (const auto& [address, version] : gather->versions) {
+            if (version >= best.version) continue;
+            peers_->call(
+                address,
+                [key, wire = to_wire(best), k = cluster_key()](std::uint64_t rid) {
+                    return net::encode_admin(net::ReplicateRequest{rid, key, wire}, k);
+                },
+                [](Result<net::Frame>) {}, options_.replica_timeout);
+        }
+    };
+    for (const auto& address : replicas) {
+        peers_->call(
+            address,
+            [key, k = cluster_key()](std::uint64_t rid) {
+                return net::encode_admin(net::ReadReplicaRequest{rid, key}, k);
+            },
+            [gather, finish, address](Result<net::Frame> reply_frame) {
+                if (reply_frame && reply_frame->type == net::admin_type<net::ReadReplicaReply>()) {
+                    auto r = net::decode_admin<net::ReadReplicaReply>(reply_frame->payload);
+                    if (r) {
+                        gather->versions.emplace_back(address, r->exists ? r->record.version : 0);
+                        if (r->exists) gather->newest.offer(from_wire(r->record));
+                    }
+                }
+                if (--gather->pending == 0) finish();
+            },
+            options_.replica_timeout);
+    }
+}
+
+void Node::on_read_replica(const ConnectionPtr& from, const net::ReadReplicaRequest& request) {
+    auto local = store_->read(request.key);
+    net::ReadReplicaReply r;
+    r.request_id = request.request_id;
+    if (local) {
+        r.exists = true;
+        r.record = to_wire(*local);
+    } else if (local.code() != Errc::not_found) {
+        reply_error(from, request.request_id, local.error());
+        return;
+    }
+    reply(from, r);
+}
+
+}  // namespace chordkv
