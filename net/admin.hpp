@@ -50,6 +50,10 @@ struct InfoReply {
     std::uint64_t frames_dropped = 0;
     std::uint64_t frames_unauthenticated = 0;
     std::uint64_t tcp_connections_dropped = 0;
+    // Replica maintenance: keys received from and sent to replica holders, rounds run.
+    std::uint64_t repair_keys_pulled = 0;
+    std::uint64_t repair_keys_pushed = 0;
+    std::uint64_t repair_rounds = 0;
 };
 
 struct LookupRequest {

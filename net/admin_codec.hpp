@@ -8,8 +8,8 @@
 
 #include "chord/result.hpp"
 #include "net/admin.hpp"
-#include "net/data.hpp"
 #include "net/codec.hpp"
+#include "net/data.hpp"
 #include "net/serialization.hpp"
 
 namespace chordkv::net {
@@ -38,10 +38,10 @@ constexpr std::uint8_t admin_type<ErrorReply>() {
     return static_cast<std::uint8_t>(AdminType::error_reply);
 }
 
-#define CHORDKV_DATA_TYPE(T, name)                             \
-    template <>                                                \
-    constexpr std::uint8_t admin_type<T>() {                   \
-        return static_cast<std::uint8_t>(DataType::name);      \
+#define CHORDKV_DATA_TYPE(T, name)                        \
+    template <>                                           \
+    constexpr std::uint8_t admin_type<T>() {              \
+        return static_cast<std::uint8_t>(DataType::name); \
     }
 CHORDKV_DATA_TYPE(PutRequest, put_request)
 CHORDKV_DATA_TYPE(PutReply, put_reply)
@@ -52,6 +52,12 @@ CHORDKV_DATA_TYPE(ReplicateRequest, replicate_request)
 CHORDKV_DATA_TYPE(ReplicateReply, replicate_reply)
 CHORDKV_DATA_TYPE(ReadReplicaRequest, read_replica_request)
 CHORDKV_DATA_TYPE(ReadReplicaReply, read_replica_reply)
+CHORDKV_DATA_TYPE(SyncDigestRequest, sync_digest_request)
+CHORDKV_DATA_TYPE(SyncDigestReply, sync_digest_reply)
+CHORDKV_DATA_TYPE(SyncScanRequest, sync_scan_request)
+CHORDKV_DATA_TYPE(SyncScanReply, sync_scan_reply)
+CHORDKV_DATA_TYPE(ReplicateBatchRequest, replicate_batch_request)
+CHORDKV_DATA_TYPE(ReplicateBatchReply, replicate_batch_reply)
 #undef CHORDKV_DATA_TYPE
 
 // A complete frame carrying `message`, tagged with `key` when it is not null.
@@ -68,6 +74,7 @@ Result<T> decode_admin(std::string_view payload) {
 
 }  // namespace chordkv::net
 
+// clang-format off: keep Boost's `ar & field & field` idiom readable.
 namespace boost::serialization {
 
 template <class Archive>
@@ -82,7 +89,8 @@ void serialize(Archive& ar, chordkv::net::InfoRequest& m, const unsigned int) {
 template <class Archive>
 void serialize(Archive& ar, chordkv::net::InfoReply& m, const unsigned int) {
     ar& m.request_id& m.address& m.version& m.vnodes& m.datagrams_received& m.frames_dropped& m
-        .frames_unauthenticated& m.tcp_connections_dropped;
+        .frames_unauthenticated& m.tcp_connections_dropped& m.repair_keys_pulled& m
+        .repair_keys_pushed& m.repair_rounds;
 }
 template <class Archive>
 void serialize(Archive& ar, chordkv::net::LookupRequest& m, const unsigned int) {
@@ -99,46 +107,76 @@ void serialize(Archive& ar, chordkv::net::ErrorReply& m, const unsigned int) {
 
 template <class Archive>
 void serialize(Archive& ar, chordkv::net::WireRecord& m, const unsigned int) {
-    ar & m.version & m.tombstone & m.value;
+    ar& m.version& m.tombstone& m.value;
 }
 template <class Archive>
 void serialize(Archive& ar, chordkv::net::PutRequest& m, const unsigned int) {
-    ar & m.request_id & m.key & m.value & m.tombstone;
+    ar& m.request_id& m.key& m.value& m.tombstone;
 }
 template <class Archive>
 void serialize(Archive& ar, chordkv::net::PutReply& m, const unsigned int) {
-    ar & m.request_id & m.version & m.copies;
+    ar& m.request_id& m.version& m.copies;
 }
 template <class Archive>
 void serialize(Archive& ar, chordkv::net::GetRequest& m, const unsigned int) {
-    ar & m.request_id & m.key & m.quorum;
+    ar& m.request_id& m.key& m.quorum;
 }
 template <class Archive>
 void serialize(Archive& ar, chordkv::net::GetReply& m, const unsigned int) {
-    ar & m.request_id & m.found & m.version & m.value;
+    ar& m.request_id& m.found& m.version& m.value;
 }
 template <class Archive>
 void serialize(Archive& ar, chordkv::net::Redirect& m, const unsigned int) {
-    ar & m.request_id & m.owner_id & m.owner_address;
+    ar& m.request_id& m.owner_id& m.owner_address;
 }
 template <class Archive>
 void serialize(Archive& ar, chordkv::net::ReplicateRequest& m, const unsigned int) {
-    ar & m.request_id & m.key & m.record;
+    ar& m.request_id& m.key& m.record;
 }
 template <class Archive>
 void serialize(Archive& ar, chordkv::net::ReplicateReply& m, const unsigned int) {
-    ar & m.request_id & m.applied;
+    ar& m.request_id& m.applied;
 }
 template <class Archive>
 void serialize(Archive& ar, chordkv::net::ReadReplicaRequest& m, const unsigned int) {
-    ar & m.request_id & m.key;
+    ar& m.request_id& m.key;
 }
 template <class Archive>
 void serialize(Archive& ar, chordkv::net::ReadReplicaReply& m, const unsigned int) {
-    ar & m.request_id & m.exists & m.record;
+    ar& m.request_id& m.exists& m.record;
+}
+
+template <class Archive>
+void serialize(Archive& ar, chordkv::net::SyncDigestRequest& m, const unsigned int) {
+    ar& m.request_id& m.from_exclusive& m.to_inclusive& m.buckets;
+}
+template <class Archive>
+void serialize(Archive& ar, chordkv::net::SyncDigestReply& m, const unsigned int) {
+    ar& m.request_id& m.hashes& m.counts;
+}
+template <class Archive>
+void serialize(Archive& ar, chordkv::net::SyncEntry& m, const unsigned int) {
+    ar& m.key& m.record;
+}
+template <class Archive>
+void serialize(Archive& ar, chordkv::net::SyncScanRequest& m, const unsigned int) {
+    ar& m.request_id& m.from_exclusive& m.to_inclusive& m.resume_after& m.batch_keys_max;
+}
+template <class Archive>
+void serialize(Archive& ar, chordkv::net::SyncScanReply& m, const unsigned int) {
+    ar& m.request_id& m.entries& m.resume_after;
+}
+template <class Archive>
+void serialize(Archive& ar, chordkv::net::ReplicateBatchRequest& m, const unsigned int) {
+    ar& m.request_id& m.entries;
+}
+template <class Archive>
+void serialize(Archive& ar, chordkv::net::ReplicateBatchReply& m, const unsigned int) {
+    ar& m.request_id& m.applied;
 }
 
 }  // namespace boost::serialization
+// clang-format on
 
 CHORDKV_WIRE_STRUCT(chordkv::net::VnodeInfo)
 CHORDKV_WIRE_STRUCT(std::vector<chordkv::net::VnodeInfo>)
@@ -157,3 +195,11 @@ CHORDKV_WIRE_STRUCT(chordkv::net::ReplicateRequest)
 CHORDKV_WIRE_STRUCT(chordkv::net::ReplicateReply)
 CHORDKV_WIRE_STRUCT(chordkv::net::ReadReplicaRequest)
 CHORDKV_WIRE_STRUCT(chordkv::net::ReadReplicaReply)
+CHORDKV_WIRE_STRUCT(chordkv::net::SyncDigestRequest)
+CHORDKV_WIRE_STRUCT(chordkv::net::SyncDigestReply)
+CHORDKV_WIRE_STRUCT(chordkv::net::SyncEntry)
+CHORDKV_WIRE_STRUCT(std::vector<chordkv::net::SyncEntry>)
+CHORDKV_WIRE_STRUCT(chordkv::net::SyncScanRequest)
+CHORDKV_WIRE_STRUCT(chordkv::net::SyncScanReply)
+CHORDKV_WIRE_STRUCT(chordkv::net::ReplicateBatchRequest)
+CHORDKV_WIRE_STRUCT(chordkv::net::ReplicateBatchReply)

@@ -10,7 +10,9 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "chord/node_id.hpp"
 
@@ -26,6 +28,12 @@ enum class DataType : std::uint8_t {
     replicate_reply = 46,
     read_replica_request = 47,
     read_replica_reply = 48,
+    sync_digest_request = 49,
+    sync_digest_reply = 50,
+    sync_scan_request = 51,
+    sync_scan_reply = 52,
+    replicate_batch_request = 53,
+    replicate_batch_reply = 54,
 };
 
 // A stored record as it travels: the owner's version stamp (hybrid logical clock), whether it
@@ -46,8 +54,8 @@ struct PutRequest {
 
 struct PutReply {
     std::uint64_t request_id = 0;
-    std::uint64_t version = 0;   // the version the owner stamped
-    std::uint8_t copies = 0;     // copies that had acknowledged when the reply was sent
+    std::uint64_t version = 0;  // the version the owner stamped
+    std::uint8_t copies = 0;    // copies that had acknowledged when the reply was sent
 };
 
 struct GetRequest {
@@ -90,6 +98,57 @@ struct ReadReplicaReply {
     std::uint64_t request_id = 0;
     bool exists = false;  // a record (value or tombstone) is stored
     WireRecord record;
+};
+
+// --- replica maintenance (anti-entropy) ------------------------------------------------
+//
+//   owner ──SyncDigestRequest(arc, buckets)──► replica ──SyncDigestReply──► owner
+//   for each bucket whose hash differs:
+//   owner ──SyncScanRequest(sub-arc, after)──► replica ──SyncScanReply(entries)──► owner
+//   owner ──ReplicateBatchRequest(owner's entries of the sub-arc)──► replica
+
+struct SyncDigestRequest {
+    std::uint64_t request_id = 0;
+    chord::NodeId from_exclusive;
+    chord::NodeId to_inclusive;
+    std::uint32_t buckets = 0;
+};
+
+// Packed byte strings rather than vectors of primitives: Boost's binary archives write those
+// with an array optimisation that the bounded decoder does not read back the same way.
+struct SyncDigestReply {
+    std::uint64_t request_id = 0;
+    std::string hashes;  // 32 bytes per bucket, in bucket order
+    std::string counts;  // 8 bytes (big-endian) per bucket
+};
+
+struct SyncEntry {
+    std::string key;
+    WireRecord record;
+};
+
+struct SyncScanRequest {
+    std::uint64_t request_id = 0;
+    chord::NodeId from_exclusive;
+    chord::NodeId to_inclusive;
+    std::optional<std::string> resume_after;  // storage key of the last entry received
+    std::uint32_t batch_keys_max = 0;
+};
+
+struct SyncScanReply {
+    std::uint64_t request_id = 0;
+    std::vector<SyncEntry> entries;
+    std::optional<std::string> resume_after;  // nullopt: the sub-arc is done
+};
+
+struct ReplicateBatchRequest {
+    std::uint64_t request_id = 0;
+    std::vector<SyncEntry> entries;
+};
+
+struct ReplicateBatchReply {
+    std::uint64_t request_id = 0;
+    std::uint64_t applied = 0;
 };
 
 }  // namespace chordkv::net

@@ -40,11 +40,6 @@ const std::string* Node::cluster_key() const {
     return options_.transport.cluster_key.empty() ? nullptr : &options_.transport.cluster_key;
 }
 
-template <typename T>
-void Node::reply(const ConnectionPtr& to, const T& message) {
-    to->send(net::encode_admin(message, cluster_key()));
-}
-
 void Node::reply_error(const ConnectionPtr& to, std::uint64_t request_id, const Error& error) {
     reply(to, net::ErrorReply{request_id, error.code().value(), error.message()});
 }

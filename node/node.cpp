@@ -24,7 +24,11 @@ std::uint64_t seed_from(std::uint64_t seed) {
 }  // namespace
 
 Node::Node(asio::io_context& io, NodeOptions options)
-    : io_(io), options_(std::move(options)), rng_(seed_from(options_.seed)), timer_(io) {}
+    : io_(io),
+      options_(std::move(options)),
+      rng_(seed_from(options_.seed)),
+      timer_(io),
+      repair_timer_(io) {}
 
 Node::~Node() {
     stop();
@@ -161,6 +165,7 @@ void Node::join_vnode(std::size_t index, std::size_t seed_index) {
 }
 
 void Node::joined_all() {
+    arm_repair();
     if (auto ready = std::move(ready_)) ready(Status{});
 }
 
@@ -203,6 +208,7 @@ void Node::stop() {
     if (stopped_) return;
     stopped_ = true;
     timer_.cancel();
+    repair_timer_.cancel();
     if (peers_) peers_->close();
     if (transport_) transport_->close();
 }
@@ -314,6 +320,9 @@ net::InfoReply Node::info() const {
     out.frames_dropped = t.frames_dropped;
     out.frames_unauthenticated = t.frames_unauthenticated;
     out.tcp_connections_dropped = t.tcp_connections_dropped;
+    out.repair_keys_pulled = repair_keys_pulled_;
+    out.repair_keys_pushed = repair_keys_pushed_;
+    out.repair_rounds = repair_rounds_;
     return out;
 }
 
@@ -373,6 +382,24 @@ void Node::on_frame(const std::shared_ptr<net::Connection>& from, const net::Fra
             auto request = net::decode_admin<net::ReplicateRequest>(frame.payload);
             if (!request) break;
             on_replicate(from, *request);
+            return;
+        }
+        case net::DataType::sync_digest_request: {
+            auto request = net::decode_admin<net::SyncDigestRequest>(frame.payload);
+            if (!request) break;
+            on_sync_digest(from, *request);
+            return;
+        }
+        case net::DataType::sync_scan_request: {
+            auto request = net::decode_admin<net::SyncScanRequest>(frame.payload);
+            if (!request) break;
+            on_sync_scan(from, *request);
+            return;
+        }
+        case net::DataType::replicate_batch_request: {
+            auto request = net::decode_admin<net::ReplicateBatchRequest>(frame.payload);
+            if (!request) break;
+            on_replicate_batch(from, *request);
             return;
         }
         case net::DataType::read_replica_request: {

@@ -36,6 +36,7 @@
 #include "chord/result.hpp"
 #include "net/address.hpp"
 #include "net/admin.hpp"
+#include "net/admin_codec.hpp"
 #include "net/data.hpp"
 #include "net/peer_pool.hpp"
 #include "net/transport.hpp"
@@ -68,6 +69,12 @@ struct NodeOptions {
     std::size_t write_acks = 2;
     // How long the owner waits for replicas to answer a write or a read.
     std::chrono::milliseconds replica_timeout = std::chrono::seconds(2);
+    // Replica maintenance: how often one vnode's arc is compared with its replica holders
+    // (round robin over the vnodes), in how many digest buckets, and how many keys move per
+    // batch. Bounds the repair traffic; a joining node's arc arrives the same way.
+    std::chrono::milliseconds repair_interval = std::chrono::milliseconds(500);
+    std::size_t repair_buckets = 64;
+    std::size_t repair_batch_keys_max = 512;
     // How long start() keeps retrying the seeds before reporting failure.
     std::chrono::milliseconds join_timeout = std::chrono::seconds(30);
     // RNG seed for timer jitter and backoff; 0 = from std::random_device.
@@ -137,6 +144,19 @@ private:
     void on_get(const ConnectionPtr& from, net::GetRequest request);
     void on_replicate(const ConnectionPtr& from, const net::ReplicateRequest& request);
     void on_read_replica(const ConnectionPtr& from, const net::ReadReplicaRequest& request);
+
+    // Replica maintenance (node/repair.cpp).
+    struct RepairJob;
+    void arm_repair();
+    void repair_round();
+    void repair_with(const std::shared_ptr<RepairJob>& job);
+    void repair_bucket(const std::shared_ptr<RepairJob>& job);
+    void repair_pull(const std::shared_ptr<RepairJob>& job, std::optional<std::string> after);
+    void repair_push(const std::shared_ptr<RepairJob>& job, std::optional<std::string> after);
+    void repair_done(const std::shared_ptr<RepairJob>& job);
+    void on_sync_digest(const ConnectionPtr& from, const net::SyncDigestRequest& request);
+    void on_sync_scan(const ConnectionPtr& from, const net::SyncScanRequest& request);
+    void on_replicate_batch(const ConnectionPtr& from, const net::ReplicateBatchRequest& request);
     void coordinate_put(const ConnectionPtr& from, chord::Protocol& vnode, net::PutRequest request);
     void coordinate_get(const ConnectionPtr& from, chord::Protocol& vnode, net::GetRequest request);
     std::uint64_t physical_ms() const;
@@ -155,6 +175,12 @@ private:
     std::vector<chord::NodeId> ids_;
     std::vector<std::unique_ptr<chord::Protocol>> vnodes_;
     boost::asio::steady_timer timer_;
+    boost::asio::steady_timer repair_timer_;
+    std::size_t repair_next_vnode_ = 0;
+    bool repairing_ = false;
+    std::uint64_t repair_keys_pulled_ = 0;
+    std::uint64_t repair_keys_pushed_ = 0;
+    std::uint64_t repair_rounds_ = 0;
     chord::Time timer_at_ = chord::Time::max();
     NodeCallback ready_;
     chord::Time join_deadline_{};
@@ -165,5 +191,10 @@ private:
     // is gone.
     std::shared_ptr<int> alive_ = std::make_shared<int>(0);
 };
+
+template <typename T>
+void Node::reply(const ConnectionPtr& to, const T& message) {
+    to->send(net::encode_admin(message, cluster_key()));
+}
 
 }  // namespace chordkv

@@ -6,6 +6,8 @@
 #include <random>
 
 #include "cluster.hpp"
+#include "net/admin_codec.hpp"
+#include "net/request_client.hpp"
 #include "node/client.hpp"
 
 namespace chordkv::testing {
@@ -107,6 +109,92 @@ TEST(DataIntegration, ChordctlPutGetDel) {
     EXPECT_EQ(ctl({"get", "greeting"}).exit_code, 1);
     EXPECT_EQ(ctl({"get", "never-written"}).exit_code, 1);
     EXPECT_EQ(ctl({"frobnicate"}).exit_code, 2);
+}
+
+}  // namespace
+}  // namespace chordkv::testing
+
+namespace chordkv::testing {
+namespace {
+
+// How many running processes hold a record (value or tombstone) of `key`, asked directly.
+int copies_of(Cluster& cluster, const std::vector<std::size_t>& live, const std::string& key,
+              std::map<std::size_t, std::unique_ptr<net::RequestClient>>& conns) {
+    int copies = 0;
+    for (std::size_t i : live) {
+        auto& c = conns[i];
+        if (!c) {
+            auto made = net::RequestClient::connect(cluster.address(i), 2s);
+            if (!made) continue;
+            c = std::move(made).value();
+        }
+        auto frame = c->call(net::encode_admin(net::ReadReplicaRequest{1, key}, nullptr), 2s);
+        if (!frame) {
+            c.reset();
+            continue;
+        }
+        auto r = net::decode_admin<net::ReadReplicaReply>(frame->payload);
+        if (r && r->exists) ++copies;
+    }
+    return copies;
+}
+
+// Keys (of `keys`) with fewer than `r` copies on the live processes.
+std::size_t under_replicated(Cluster& cluster, const std::vector<std::size_t>& live,
+                             const std::vector<std::string>& keys, int r) {
+    std::map<std::size_t, std::unique_ptr<net::RequestClient>> conns;
+    std::size_t under = 0;
+    for (const auto& key : keys) {
+        if (copies_of(cluster, live, key, conns) < r) ++under;
+    }
+    return under;
+}
+
+TEST(DataIntegration, RepairRestoresThreeCopiesAfterEachCrash) {
+    Cluster cluster({});
+    ASSERT_TRUE(cluster.start(0, -1)) << cluster.log(0);
+    for (std::size_t i = 1; i < 5; ++i) {
+        ASSERT_TRUE(cluster.start(i, 0)) << cluster.log(i);
+    }
+    std::string problem;
+    ASSERT_TRUE(wait_for([&] { return (problem = cluster.ideal_ring_problem()).empty(); }, 15s))
+        << problem;
+    Client client = client_of(cluster, 0);
+    std::vector<std::string> keys;
+    for (int k = 0; k < 1000; ++k) {
+        keys.push_back("r-" + std::to_string(k));
+        ASSERT_TRUE(client.put(keys.back(), "v" + std::to_string(k)));
+    }
+    for (int k = 0; k < 1000; k += 10) ASSERT_TRUE(client.del(keys[static_cast<std::size_t>(k)]));
+    std::vector<std::size_t> live = {0, 1, 2, 3, 4};
+    ASSERT_TRUE(wait_for([&] { return under_replicated(cluster, live, keys, 3) == 0; }, 30s));
+
+    for (std::size_t victim : {std::size_t{3}, std::size_t{1}}) {
+        cluster.kill9(victim);
+        live.erase(std::find(live.begin(), live.end(), victim));
+        ASSERT_TRUE(wait_for([&] { return (problem = cluster.ideal_ring_problem()).empty(); }, 15s))
+            << problem;
+        const auto started = std::chrono::steady_clock::now();
+        ASSERT_TRUE(
+            wait_for([&] { return under_replicated(cluster, live, keys, 3) == 0; }, 60s, 500ms))
+            << "keys stayed under 3 copies after kill -9 of process " << victim;
+        std::cout << "[repair] 3 copies of every key again "
+                  << std::chrono::duration_cast<std::chrono::milliseconds>(
+                         std::chrono::steady_clock::now() - started)
+                         .count()
+                  << " ms after the ring healed\n";
+        Client reader = client_of(cluster, live.front());
+        for (int k = 0; k < 1000; ++k) {
+            auto got = reader.get(keys[static_cast<std::size_t>(k)]);
+            ASSERT_TRUE(got) << got.error().message();
+            if (k % 10 == 0) {
+                EXPECT_FALSE(got->found) << keys[static_cast<std::size_t>(k)] << " came back";
+            } else {
+                EXPECT_TRUE(got->found && got->value == "v" + std::to_string(k))
+                    << keys[static_cast<std::size_t>(k)];
+            }
+        }
+    }
 }
 
 }  // namespace

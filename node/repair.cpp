@@ -1,0 +1,295 @@
+// Replica maintenance (DESIGN.md "Handoff"): every repair_interval, one vnode of this process
+// (round robin) compares its arc (predecessor, self] with each of its replica holders by
+// bucketed digests, and for each bucket that differs pulls the holder's entries and pushes
+// its own, in batches, applied last-writer-wins on both sides.
+//
+//   SyncDigest(arc) ─► differing buckets ─► for each: SyncScan pull ─► apply_batch locally
+//                                                      local scan ─► ReplicateBatch push
+//
+// The same loop is the handoff of a join (the new owner's replica set holds the old owner,
+// so the arc is pulled from it) and brings every key back to R copies after a failure (the
+// owner pushes to the new replica holder). One job at a time per process; batches bounded.
+#include "net/admin_codec.hpp"
+#include "node/node.hpp"
+
+namespace chordkv {
+
+namespace {
+
+// Bytes of values per sync batch (soft: a batch holds at least one entry). With one value at
+// the 16 MiB limit a batch still fits a TCP frame (kTcpPayloadBytesMax).
+constexpr std::size_t kSyncBatchBytesMax = 32 * 1024;
+
+storage::Entry to_entry(const net::SyncEntry& e) {
+    return storage::Entry{chord::NodeId::hash(e.key), e.key,
+                          storage::Record{e.record.version, e.record.tombstone, e.record.value}};
+}
+
+std::string pack_digest_hashes(const storage::ArcDigest& d) {
+    std::string out;
+    out.reserve(32 * d.buckets.size());
+    for (const auto& h : d.buckets) out.append(reinterpret_cast<const char*>(h.data()), h.size());
+    return out;
+}
+
+std::string pack_digest_counts(const storage::ArcDigest& d) {
+    std::string out;
+    out.reserve(8 * d.counts.size());
+    for (std::uint64_t c : d.counts) {
+        for (int shift = 56; shift >= 0; shift -= 8) out.push_back(static_cast<char>(c >> shift));
+    }
+    return out;
+}
+
+net::SyncEntry to_sync(const storage::Entry& e) {
+    return net::SyncEntry{e.key,
+                          net::WireRecord{e.record.version, e.record.tombstone, e.record.value}};
+}
+
+}  // namespace
+
+struct Node::RepairJob {
+    chord::NodeId from;  // the arc (from, to]
+    chord::NodeId to;
+    std::vector<std::string> holders;
+    std::size_t holder = 0;            // index into holders
+    std::vector<std::size_t> buckets;  // differing buckets with the current holder
+    std::size_t bucket = 0;            // index into buckets
+    chord::NodeId sub_from;            // the current bucket's sub-arc
+    chord::NodeId sub_to;
+};
+
+void Node::arm_repair() {
+    if (stopped_) return;
+    repair_timer_.expires_after(options_.repair_interval);
+    std::weak_ptr<int> alive = alive_;
+    repair_timer_.async_wait([this, alive](const boost::system::error_code& ec) {
+        if (ec || alive.expired() || stopped_) return;
+        repair_round();
+    });
+}
+
+void Node::repair_round() {
+    if (repairing_ || vnodes_.empty()) {
+        arm_repair();
+        return;
+    }
+    chord::Protocol& vnode = *vnodes_[repair_next_vnode_++ % vnodes_.size()];
+    const auto& ring = vnode.ring_state();
+    if (ring.state != chord::MemberState::member || !ring.predecessor) {
+        arm_repair();
+        return;
+    }
+    auto job = std::make_shared<RepairJob>();
+    job->from = ring.predecessor->id;
+    job->to = ring.self.id;
+    job->holders = replica_addresses(vnode, options_.replicas - 1);
+    if (job->holders.empty()) {
+        arm_repair();
+        return;
+    }
+    repairing_ = true;
+    ++repair_rounds_;
+    repair_with(job);
+}
+
+void Node::repair_done(const std::shared_ptr<RepairJob>&) {
+    repairing_ = false;
+    arm_repair();
+}
+
+void Node::repair_with(const std::shared_ptr<RepairJob>& job) {
+    if (stopped_) return;
+    if (job->holder >= job->holders.size()) {
+        repair_done(job);
+        return;
+    }
+    const std::string& address = job->holders[job->holder];
+    const auto buckets = static_cast<std::uint32_t>(options_.repair_buckets);
+    std::weak_ptr<int> alive = alive_;
+    peers_->call(
+        address,
+        [job, buckets, k = cluster_key()](std::uint64_t rid) {
+            return net::encode_admin(net::SyncDigestRequest{rid, job->from, job->to, buckets}, k);
+        },
+        [this, alive, job, buckets](Result<net::Frame> answer) {
+            if (alive.expired() || stopped_) return;
+            auto next_holder = [&] {
+                ++job->holder;
+                repair_with(job);
+            };
+            if (!answer || answer->type != net::admin_type<net::SyncDigestReply>()) {
+                return next_holder();
+            }
+            auto theirs = net::decode_admin<net::SyncDigestReply>(answer->payload);
+            auto ours = store_->digest(job->from, job->to, buckets);
+            if (!theirs || !ours || theirs->hashes.size() != 32u * buckets ||
+                theirs->counts.size() != 8u * buckets) {
+                return next_holder();
+            }
+            job->buckets.clear();
+            job->bucket = 0;
+            const std::string mine = pack_digest_hashes(*ours);
+            const std::string mine_counts = pack_digest_counts(*ours);
+            for (std::size_t i = 0; i < buckets; ++i) {
+                if (mine.compare(32 * i, 32, theirs->hashes, 32 * i, 32) != 0 ||
+                    mine_counts.compare(8 * i, 8, theirs->counts, 8 * i, 8) != 0) {
+                    job->buckets.push_back(i);
+                }
+            }
+            repair_bucket(job);
+        },
+        options_.replica_timeout);
+}
+
+void Node::repair_bucket(const std::shared_ptr<RepairJob>& job) {
+    if (stopped_) return;
+    if (job->bucket >= job->buckets.size()) {
+        ++job->holder;
+        repair_with(job);
+        return;
+    }
+    auto sub = storage::digest_bucket_arc(job->from, job->to, options_.repair_buckets,
+                                          job->buckets[job->bucket]);
+    if (!sub) {
+        ++job->bucket;
+        repair_bucket(job);
+        return;
+    }
+    job->sub_from = sub->first;
+    job->sub_to = sub->second;
+    repair_pull(job, std::nullopt);
+}
+
+void Node::repair_pull(const std::shared_ptr<RepairJob>& job, std::optional<std::string> after) {
+    const std::string& address = job->holders[job->holder];
+    const auto batch = static_cast<std::uint32_t>(options_.repair_batch_keys_max);
+    std::weak_ptr<int> alive = alive_;
+    peers_->call(
+        address,
+        [job, after, batch, k = cluster_key()](std::uint64_t rid) {
+            return net::encode_admin(
+                net::SyncScanRequest{rid, job->sub_from, job->sub_to, after, batch}, k);
+        },
+        [this, alive, job](Result<net::Frame> answer) {
+            if (alive.expired() || stopped_) return;
+            if (!answer || answer->type != net::admin_type<net::SyncScanReply>()) {
+                ++job->holder;  // this holder is gone or confused: next one
+                repair_with(job);
+                return;
+            }
+            auto reply = net::decode_admin<net::SyncScanReply>(answer->payload);
+            if (!reply) {
+                ++job->holder;
+                repair_with(job);
+                return;
+            }
+            std::vector<storage::Entry> entries;
+            entries.reserve(reply->entries.size());
+            std::uint64_t newest = 0;
+            for (const auto& e : reply->entries) {
+                entries.push_back(to_entry(e));
+                newest = std::max(newest, e.record.version);
+            }
+            if (!entries.empty()) {
+                (void)hlc_.observe(newest, physical_ms());
+                if (auto applied = store_->apply_batch(entries)) repair_keys_pulled_ += *applied;
+            }
+            if (reply->resume_after) {
+                repair_pull(job, reply->resume_after);
+            } else {
+                repair_push(job, std::nullopt);
+            }
+        },
+        options_.replica_timeout);
+}
+
+void Node::repair_push(const std::shared_ptr<RepairJob>& job, std::optional<std::string> after) {
+    auto batch = store_->scan(job->sub_from, job->sub_to, options_.repair_batch_keys_max, after,
+                              nullptr, kSyncBatchBytesMax);
+    if (!batch || batch->entries.empty()) {
+        ++job->bucket;
+        repair_bucket(job);
+        return;
+    }
+    std::vector<net::SyncEntry> entries;
+    entries.reserve(batch->entries.size());
+    for (const auto& e : batch->entries) entries.push_back(to_sync(e));
+    const auto resume = batch->resume_after;
+    std::weak_ptr<int> alive = alive_;
+    peers_->call(
+        job->holders[job->holder],
+        [entries = std::move(entries), k = cluster_key()](std::uint64_t rid) {
+            return net::encode_admin(net::ReplicateBatchRequest{rid, entries}, k);
+        },
+        [this, alive, job, resume](Result<net::Frame> answer) {
+            if (alive.expired() || stopped_) return;
+            if (!answer || answer->type != net::admin_type<net::ReplicateBatchReply>()) {
+                ++job->holder;
+                repair_with(job);
+                return;
+            }
+            if (auto reply = net::decode_admin<net::ReplicateBatchReply>(answer->payload)) {
+                repair_keys_pushed_ += reply->applied;
+            }
+            if (resume) {
+                repair_push(job, resume);
+            } else {
+                ++job->bucket;
+                repair_bucket(job);
+            }
+        },
+        options_.replica_timeout);
+}
+
+// --- the holder's side ------------------------------------------------------------------
+
+void Node::on_sync_digest(const ConnectionPtr& from, const net::SyncDigestRequest& request) {
+    auto digest = store_->digest(request.from_exclusive, request.to_inclusive, request.buckets);
+    if (!digest) {
+        reply_error(from, request.request_id, digest.error());
+        return;
+    }
+    reply(from, net::SyncDigestReply{request.request_id, pack_digest_hashes(*digest),
+                                     pack_digest_counts(*digest)});
+}
+
+void Node::on_sync_scan(const ConnectionPtr& from, const net::SyncScanRequest& request) {
+    const std::size_t batch =
+        std::clamp<std::size_t>(request.batch_keys_max, 1, options_.repair_batch_keys_max * 4);
+    auto scanned = store_->scan(request.from_exclusive, request.to_inclusive, batch,
+                                request.resume_after, nullptr, kSyncBatchBytesMax);
+    if (!scanned) {
+        reply_error(from, request.request_id, scanned.error());
+        return;
+    }
+    net::SyncScanReply reply_message;
+    reply_message.request_id = request.request_id;
+    for (const auto& e : scanned->entries) reply_message.entries.push_back(to_sync(e));
+    reply_message.resume_after = scanned->resume_after;
+    reply(from, reply_message);
+}
+
+void Node::on_replicate_batch(const ConnectionPtr& from,
+                              const net::ReplicateBatchRequest& request) {
+    std::vector<storage::Entry> entries;
+    entries.reserve(request.entries.size());
+    std::uint64_t newest = 0;
+    for (const auto& e : request.entries) {
+        if (auto ok = check_key(e.key); !ok) {
+            reply_error(from, request.request_id, ok.error());
+            return;
+        }
+        entries.push_back(to_entry(e));
+        newest = std::max(newest, e.record.version);
+    }
+    (void)hlc_.observe(newest, physical_ms());
+    auto applied = store_->apply_batch(entries);
+    if (!applied) {
+        reply_error(from, request.request_id, applied.error());
+        return;
+    }
+    reply(from, net::ReplicateBatchReply{request.request_id, *applied});
+}
+
+}  // namespace chordkv
