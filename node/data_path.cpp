@@ -68,12 +68,26 @@ chord::Protocol* Node::owner_vnode(const chord::NodeId& key_id) {
 
 std::vector<std::string> Node::replica_addresses(const chord::Protocol& vnode,
                                                  std::size_t count) const {
+    // The next distinct processes clockwise: first from the successor list, then — when its r
+    // entries span fewer than `count` other processes (few processes, many vnodes each) —
+    // from the fingers, which reach further around the ring, in clockwise order.
+    const auto& ring = vnode.ring_state();
     std::vector<std::string> out;
-    for (const auto& peer : vnode.ring_state().successors) {
-        if (out.size() >= count) break;
-        if (peer.address == advertise_text_) continue;  // vnodes of this process: no new copy
-        if (std::find(out.begin(), out.end(), peer.address) != out.end()) continue;
+    auto take = [&](const chord::Peer& peer) {
+        if (out.size() >= count || peer.address == advertise_text_) return;
+        if (std::find(out.begin(), out.end(), peer.address) != out.end()) return;
         out.push_back(peer.address);
+    };
+    for (const auto& peer : ring.successors) take(peer);
+    if (out.size() < count) {
+        std::vector<const chord::Peer*> fingers;
+        for (const auto& f : ring.fingers) {
+            if (f) fingers.push_back(&*f);
+        }
+        std::sort(fingers.begin(), fingers.end(), [&](const chord::Peer* a, const chord::Peer* b) {
+            return chord::distance(ring.self.id, a->id) < chord::distance(ring.self.id, b->id);
+        });
+        for (const auto* f : fingers) take(*f);
     }
     return out;
 }
