@@ -165,6 +165,8 @@ void Node::join_vnode(std::size_t index, std::size_t seed_index) {
 }
 
 void Node::joined_all() {
+    // A node that (re)joined owns new arcs: hand them over before anything else.
+    for (std::size_t i = 0; i < vnodes_.size(); ++i) repair_urgent_.push_back(i);
     arm_repair();
     if (auto ready = std::move(ready_)) ready(Status{});
 }

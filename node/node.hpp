@@ -25,8 +25,10 @@
 #include <boost/asio/steady_timer.hpp>
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -177,6 +179,10 @@ private:
     boost::asio::steady_timer timer_;
     boost::asio::steady_timer repair_timer_;
     std::size_t repair_next_vnode_ = 0;
+    // Vnodes to repair before the round robin continues: all of them once this process has
+    // joined, and any whose predecessor (so whose arc) changed since it was last looked at.
+    std::deque<std::size_t> repair_urgent_;
+    std::vector<std::optional<chord::NodeId>> repair_seen_predecessor_;
     bool repairing_ = false;
     std::uint64_t repair_keys_pulled_ = 0;
     std::uint64_t repair_keys_pushed_ = 0;

@@ -61,7 +61,9 @@ struct Node::RepairJob {
 
 void Node::arm_repair() {
     if (stopped_) return;
-    repair_timer_.expires_after(options_.repair_interval);
+    // Urgent work runs back to back; the round robin waits for the interval.
+    repair_timer_.expires_after(repair_urgent_.empty() ? options_.repair_interval
+                                                       : std::chrono::milliseconds(0));
     std::weak_ptr<int> alive = alive_;
     repair_timer_.async_wait([this, alive](const boost::system::error_code& ec) {
         if (ec || alive.expired() || stopped_) return;
@@ -74,7 +76,28 @@ void Node::repair_round() {
         arm_repair();
         return;
     }
-    chord::Protocol& vnode = *vnodes_[repair_next_vnode_++ % vnodes_.size()];
+    // An arc that changed (a new predecessor: a join or a failure next to us) is urgent.
+    repair_seen_predecessor_.resize(vnodes_.size());
+    for (std::size_t i = 0; i < vnodes_.size(); ++i) {
+        const auto& pred = vnodes_[i]->ring_state().predecessor;
+        const std::optional<chord::NodeId> id =
+            pred ? std::optional<chord::NodeId>(pred->id) : std::nullopt;
+        if (id != repair_seen_predecessor_[i]) {
+            repair_seen_predecessor_[i] = id;
+            if (std::find(repair_urgent_.begin(), repair_urgent_.end(), i) ==
+                repair_urgent_.end()) {
+                repair_urgent_.push_back(i);
+            }
+        }
+    }
+    std::size_t index = 0;
+    if (!repair_urgent_.empty()) {
+        index = repair_urgent_.front();
+        repair_urgent_.pop_front();
+    } else {
+        index = repair_next_vnode_++ % vnodes_.size();
+    }
+    chord::Protocol& vnode = *vnodes_[index];
     const auto& ring = vnode.ring_state();
     if (ring.state != chord::MemberState::member || !ring.predecessor) {
         arm_repair();

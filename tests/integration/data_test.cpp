@@ -2,8 +2,10 @@
 // processes, reads surviving a kill -9, and a restart on the same data dir.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <map>
 #include <random>
+#include <thread>
 
 #include "cluster.hpp"
 #include "net/admin_codec.hpp"
@@ -195,6 +197,123 @@ TEST(DataIntegration, RepairRestoresThreeCopiesAfterEachCrash) {
             }
         }
     }
+}
+
+}  // namespace
+}  // namespace chordkv::testing
+
+namespace chordkv::testing {
+namespace {
+
+// Owner process index of each key, from the vnode ids the running processes report.
+std::vector<int> owners_of(Cluster& cluster, const std::vector<std::size_t>& live,
+                           const std::vector<std::string>& keys) {
+    std::map<chord::NodeId, int> vnode_process;
+    for (std::size_t i : live) {
+        auto info = cluster.info(i);
+        if (!info) return {};
+        for (const auto& v : info->vnodes) vnode_process[v.id] = static_cast<int>(i);
+    }
+    std::vector<int> out;
+    out.reserve(keys.size());
+    for (const auto& key : keys) {
+        auto it = vnode_process.lower_bound(chord::NodeId::hash(key));
+        out.push_back(it == vnode_process.end() ? vnode_process.begin()->second : it->second);
+    }
+    return out;
+}
+
+TEST(DataIntegration, JoinDuringWritesMovesOnlyTheNewArcsAndLosesNothing) {
+    // 128 vnodes per process: a process's share of the ring varies as 1/sqrt(vnodes) (35% at
+    // 8), and the new process's 1/6 must be within 25% (here about 9%, so about 3 sigma).
+    ClusterOptions options;
+    options.vnodes = 128;
+    Cluster cluster(options);
+    ASSERT_TRUE(cluster.start(0, -1)) << cluster.log(0);
+    for (std::size_t i = 1; i < 5; ++i) ASSERT_TRUE(cluster.start(i, 0)) << cluster.log(i);
+    std::string problem;
+    ASSERT_TRUE(wait_for([&] { return (problem = cluster.ideal_ring_problem()).empty(); }, 15s))
+        << problem;
+
+    constexpr int kKeys = 20'000;
+    std::vector<std::string> keys;
+    std::vector<std::string> latest(kKeys);
+    Client loader = client_of(cluster, 1);
+    const auto load_start = std::chrono::steady_clock::now();
+    for (int k = 0; k < kKeys; ++k) {
+        keys.push_back("j-" + std::to_string(k));
+        latest[static_cast<std::size_t>(k)] = "a" + std::to_string(k);
+        ASSERT_TRUE(loader.put(keys.back(), latest[static_cast<std::size_t>(k)]));
+    }
+    std::cout << "[join] loaded " << kKeys << " keys in "
+              << std::chrono::duration_cast<std::chrono::milliseconds>(
+                     std::chrono::steady_clock::now() - load_start)
+                     .count()
+              << " ms\n";
+    const auto before = owners_of(cluster, {0, 1, 2, 3, 4}, keys);
+    ASSERT_EQ(before.size(), keys.size());
+
+    // A writer keeps updating keys (bounded in count and time) while process 5 joins.
+    std::atomic<bool> stop{false};
+    std::atomic<int> written{0};
+    std::vector<std::pair<int, std::string>> acked;
+    std::thread writer([&] {
+        Client c = client_of(cluster, 2);
+        const auto deadline = std::chrono::steady_clock::now() + 30s;
+        for (int n = 0; n < 5'000 && !stop && std::chrono::steady_clock::now() < deadline; ++n) {
+            const int k = (n * 7919) % kKeys;
+            const std::string value = "b" + std::to_string(n);
+            if (c.put(keys[static_cast<std::size_t>(k)], value)) acked.emplace_back(k, value);
+            written.fetch_add(1);
+        }
+    });
+    ASSERT_TRUE(wait_for([&] { return written.load() >= 300; }, 20s));
+    ASSERT_TRUE(cluster.start(5, 3)) << cluster.log(5);
+    ASSERT_TRUE(wait_for([&] { return written.load() >= 1'500; }, 30s));
+    stop = true;
+    writer.join();
+    for (const auto& [k, value] : acked) latest[static_cast<std::size_t>(k)] = value;
+    ASSERT_TRUE(wait_for([&] { return (problem = cluster.ideal_ring_problem()).empty(); }, 15s))
+        << problem;
+
+    // Ownership moved only to the new process, about 1/6 of the keys.
+    const auto after = owners_of(cluster, {0, 1, 2, 3, 4, 5}, keys);
+    ASSERT_EQ(after.size(), keys.size());
+    std::size_t moved = 0;
+    for (std::size_t k = 0; k < keys.size(); ++k) {
+        if (before[k] == after[k]) continue;
+        ++moved;
+        ASSERT_EQ(after[k], 5) << keys[k] << " moved between old processes";
+    }
+    const double expected = kKeys / 6.0;
+    std::cout << "[join] " << moved << " keys changed owner (1/6 = " << expected << "), "
+              << acked.size() << " writes acknowledged during the join\n";
+    EXPECT_GT(moved, 0.75 * expected);
+    EXPECT_LT(moved, 1.25 * expected);
+
+    // Every key reads back its latest acknowledged value (once repair has moved the arc).
+    Client reader = client_of(cluster, 5);
+    std::size_t stale = 0;
+    const auto read_start = std::chrono::steady_clock::now();
+    const bool consistent = wait_for(
+        [&] {
+            stale = 0;
+            for (std::size_t k = 0; k < keys.size(); ++k) {
+                auto got = reader.get(keys[k]);
+                if (!got || !got->found || got->value != latest[k]) ++stale;
+            }
+            return stale == 0;
+        },
+        60s, 500ms);
+    EXPECT_TRUE(consistent) << stale << " keys do not read back their latest value";
+    std::cout << "[join] every key reads back its latest value "
+              << std::chrono::duration_cast<std::chrono::milliseconds>(
+                     std::chrono::steady_clock::now() - read_start)
+                     .count()
+              << " ms after the ring was ideal\n";
+    auto stats = cluster.info(5);
+    ASSERT_TRUE(stats);
+    EXPECT_GT(stats->repair_keys_pulled, 0u) << "the new process pulled nothing";
 }
 
 }  // namespace
