@@ -68,26 +68,30 @@ chord::Protocol* Node::owner_vnode(const chord::NodeId& key_id) {
 
 std::vector<std::string> Node::replica_addresses(const chord::Protocol& vnode,
                                                  std::size_t count) const {
-    // The next distinct processes clockwise: first from the successor list, then — when its r
-    // entries span fewer than `count` other processes (few processes, many vnodes each) —
-    // from the fingers, which reach further around the ring, in clockwise order.
-    const auto& ring = vnode.ring_state();
-    std::vector<std::string> out;
-    auto take = [&](const chord::Peer& peer) {
-        if (out.size() >= count || peer.address == advertise_text_) return;
-        if (std::find(out.begin(), out.end(), peer.address) != out.end()) return;
-        out.push_back(peer.address);
-    };
-    for (const auto& peer : ring.successors) take(peer);
-    if (out.size() < count) {
-        std::vector<const chord::Peer*> fingers;
+    // The next `count` distinct processes clockwise after `vnode`. Its own successor list
+    // covers the next r vnodes; with few processes and many vnodes each, those r often belong
+    // to this process and one other. The successor lists of this process's other vnodes
+    // continue the ring where that list ends (our vnodes inside it have lists of their own),
+    // so all of them — and the fingers, which reach furthest — are merged in clockwise order.
+    const chord::NodeId& from = vnode.self().id;
+    std::vector<const chord::Peer*> known;
+    for (const auto& v : vnodes_) {
+        const auto& ring = v->ring_state();
+        if (ring.state != chord::MemberState::member) continue;
+        for (const auto& p : ring.successors) known.push_back(&p);
         for (const auto& f : ring.fingers) {
-            if (f) fingers.push_back(&*f);
+            if (f) known.push_back(&*f);
         }
-        std::sort(fingers.begin(), fingers.end(), [&](const chord::Peer* a, const chord::Peer* b) {
-            return chord::distance(ring.self.id, a->id) < chord::distance(ring.self.id, b->id);
-        });
-        for (const auto* f : fingers) take(*f);
+    }
+    std::sort(known.begin(), known.end(), [&](const chord::Peer* a, const chord::Peer* b) {
+        return chord::distance(from, a->id) < chord::distance(from, b->id);
+    });
+    std::vector<std::string> out;
+    for (const auto* peer : known) {
+        if (out.size() >= count) break;
+        if (peer->id == from || peer->address == advertise_text_) continue;
+        if (std::find(out.begin(), out.end(), peer->address) != out.end()) continue;
+        out.push_back(peer->address);
     }
     return out;
 }
