@@ -68,31 +68,38 @@ chord::Protocol* Node::owner_vnode(const chord::NodeId& key_id) {
 
 std::vector<std::string> Node::replica_addresses(const chord::Protocol& vnode,
                                                  std::size_t count) const {
-    // The next `count` distinct processes clockwise after `vnode`. Its own successor list
-    // covers the next r vnodes; with few processes and many vnodes each, those r often belong
-    // to this process and one other. The successor lists of this process's other vnodes
-    // continue the ring where that list ends (our vnodes inside it have lists of their own),
-    // so all of them — and the fingers, which reach furthest — are merged in clockwise order.
+    // The next `count` distinct processes clockwise after `vnode`, from its successor list —
+    // which is enough unless its r entries span too few processes (few processes, many vnodes
+    // each). Then the successor lists of this process's other vnodes, which continue the ring
+    // where that list ends (our vnodes inside it have lists of their own), and the fingers,
+    // which reach furthest, are merged in clockwise order.
     const chord::NodeId& from = vnode.self().id;
+    std::vector<std::string> out;
+    auto take = [&](const chord::Peer& peer) {
+        if (out.size() >= count || peer.id == from || peer.address == advertise_text_) return;
+        if (std::find(out.begin(), out.end(), peer.address) != out.end()) return;
+        out.push_back(peer.address);
+    };
+    for (const auto& p : vnode.ring_state().successors) take(p);
+    if (out.size() >= count) return out;
+
+    out.clear();
     std::vector<const chord::Peer*> known;
     for (const auto& v : vnodes_) {
         const auto& ring = v->ring_state();
         if (ring.state != chord::MemberState::member) continue;
         for (const auto& p : ring.successors) known.push_back(&p);
+        const chord::Peer* last = nullptr;
         for (const auto& f : ring.fingers) {
-            if (f) known.push_back(&*f);
+            if (!f || (last && last->id == f->id)) continue;  // fingers repeat in runs
+            last = &*f;
+            known.push_back(last);
         }
     }
     std::sort(known.begin(), known.end(), [&](const chord::Peer* a, const chord::Peer* b) {
         return chord::distance(from, a->id) < chord::distance(from, b->id);
     });
-    std::vector<std::string> out;
-    for (const auto* peer : known) {
-        if (out.size() >= count) break;
-        if (peer->id == from || peer->address == advertise_text_) continue;
-        if (std::find(out.begin(), out.end(), peer->address) != out.end()) continue;
-        out.push_back(peer->address);
-    }
+    for (const auto* peer : known) take(*peer);
     return out;
 }
 
