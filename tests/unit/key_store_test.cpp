@@ -28,6 +28,13 @@ namespace {
 namespace fs = std::filesystem;
 using chord::NodeId;
 
+// A uniformly random ring position drawn from `rng`.
+NodeId random_node_id(std::mt19937_64& rng) {
+    NodeId::Bytes bytes;
+    for (auto& byte : bytes) byte = static_cast<std::uint8_t>(rng());
+    return NodeId(bytes);
+}
+
 class KeyStoreTest : public ::testing::Test {
 protected:
     void SetUp() override {
@@ -429,11 +436,7 @@ TEST_F(KeyStoreTest, ArcScansMatchOracle) {
     std::sort(ids.begin(), ids.end());
 
     std::mt19937_64 rng(20240601);
-    auto random_id = [&rng] {
-        NodeId::Bytes bytes;
-        for (auto& byte : bytes) byte = static_cast<std::uint8_t>(rng());
-        return NodeId(bytes);
-    };
+    auto random_id = [&rng] { return random_node_id(rng); };
     const NodeId zero;
     const NodeId max = NodeId::max();
 
@@ -1223,11 +1226,7 @@ TEST_F(KeyStoreTest, DigestDifferenceIsLocalizedToTheKeysBucket) {
 
 TEST_F(KeyStoreTest, DigestBucketsPartitionTheArc) {
     std::mt19937_64 rng(77);
-    auto random_id = [&rng] {
-        NodeId::Bytes bytes;
-        for (auto& byte : bytes) byte = static_cast<std::uint8_t>(rng());
-        return NodeId(bytes);
-    };
+    auto random_id = [&rng] { return random_node_id(rng); };
     const NodeId zero;
     const NodeId max = NodeId::max();
     const NodeId pivot = random_id();
