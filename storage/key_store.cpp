@@ -89,6 +89,26 @@ private:
 
 // The version and tombstone flag of stored record bytes, without copying a live value (the
 // returned Record's value is empty). Reports the same corruption as decode_record.
+// The storage key ranges holding the key ids of the arc (a, b]. Key id k lies in (a, b] iff
+// the storage key lies in [prefix(a+1), prefix(b+1)): every storage key starting with id k
+// sorts at or after the bare 20-byte prefix(k) and before prefix(k+1). b == max has no b+1,
+// so that range is open-ended.
+//   a <  b:  [a+1, b+1)
+//   a >= b:  [a+1, end) then [begin, b+1)    (the first is empty when a == max)
+std::vector<KeyRange> arc_ranges(const chord::NodeId& a, const chord::NodeId& b) {
+    const chord::NodeId max = chord::NodeId::max();
+    std::vector<KeyRange> ranges;
+    std::optional<std::string> upper;
+    if (b != max) upper = id_prefix(b.next());
+    if (a < b) {
+        ranges.push_back({id_prefix(a.next()), upper});
+    } else {
+        if (a != max) ranges.push_back({id_prefix(a.next()), std::nullopt});
+        ranges.push_back({std::nullopt, upper});
+    }
+    return ranges;
+}
+
 Result<Record> decode_record_header(std::string_view bytes, std::string_view key) {
     if (bytes.size() <= kRecordHeaderBytes) return decode_record(bytes, key);
     auto header = decode_record(bytes.substr(0, kRecordHeaderBytes), key);
@@ -611,22 +631,7 @@ Result<ScanBatch> KeyStore::scan(const chord::NodeId& from_exclusive,
     if (batch_bytes_max == 0) return Error(Errc::invalid_argument, "scan batch_bytes_max is 0");
     const chord::NodeId& a = from_exclusive;
     const chord::NodeId& b = to_inclusive;
-    const chord::NodeId max = chord::NodeId::max();
-
-    // Key id k lies in (a, b] iff the storage key lies in [prefix(a+1), prefix(b+1)): every
-    // storage key starting with id k sorts at or after the bare 20-byte prefix(k) and before
-    // prefix(k+1). b == max has no b+1, so that range is open-ended.
-    //   a <  b:  [a+1, b+1)
-    //   a >= b:  [a+1, end) then [begin, b+1)    (the first is empty when a == max)
-    std::vector<KeyRange> ranges;
-    std::optional<std::string> upper;
-    if (b != max) upper = id_prefix(b.next());
-    if (a < b) {
-        ranges.push_back({id_prefix(a.next()), upper});
-    } else {
-        if (a != max) ranges.push_back({id_prefix(a.next()), std::nullopt});
-        ranges.push_back({std::nullopt, upper});
-    }
+    std::vector<KeyRange> ranges = arc_ranges(a, b);
 
     std::size_t first_range = 0;
     if (resume_after) {
@@ -697,6 +702,42 @@ Result<ScanBatch> KeyStore::scan(const chord::NodeId& from_exclusive,
         }
     }
     return batch;
+}
+
+Result<ArcCount> KeyStore::count(const chord::NodeId& from_exclusive,
+                                 const chord::NodeId& to_inclusive) const {
+    rocksdb::ReadOptions read_options;
+    read_options.fill_cache = false;
+    ArcCount out;
+    for (const KeyRange& range : arc_ranges(from_exclusive, to_inclusive)) {
+        rocksdb::Slice lower;
+        rocksdb::Slice upper;
+        read_options.iterate_lower_bound = nullptr;
+        read_options.iterate_upper_bound = nullptr;
+        if (range.lower) {
+            lower = *range.lower;
+            read_options.iterate_lower_bound = &lower;
+        }
+        if (range.upper) {
+            upper = *range.upper;
+            read_options.iterate_upper_bound = &upper;
+        }
+        std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(read_options, data_cf_));
+        if (range.lower) {
+            it->Seek(lower);
+        } else {
+            it->SeekToFirst();
+        }
+        for (; it->Valid(); it->Next()) {
+            auto data_key = decode_data_key(it->key().ToStringView());
+            if (!data_key) return data_key.error();
+            auto record = decode_record_header(it->value().ToStringView(), data_key->key);
+            if (!record) return record.error();
+            ++(record->tombstone ? out.tombstones : out.live);
+        }
+        if (!it->status().ok()) return from_rocksdb(it->status(), "counting an arc");
+    }
+    return out;
 }
 
 Result<ArcDigest> KeyStore::digest(const chord::NodeId& from_exclusive,

@@ -124,6 +124,12 @@ std::optional<std::pair<chord::NodeId, chord::NodeId>> digest_bucket_arc(
     const chord::NodeId& from_exclusive, const chord::NodeId& to_inclusive, std::size_t buckets,
     std::size_t index);
 
+// How many entries an arc holds (KeyStore::count).
+struct ArcCount {
+    std::uint64_t live = 0;
+    std::uint64_t tombstones = 0;
+};
+
 class KeyStore;
 
 // A consistent read-only view of the store at the moment snapshot() was called (RAII over
@@ -284,6 +290,12 @@ public:
     // invalid_argument: buckets is 0 or over kDigestBucketsMax. corruption: as scan().
     Result<ArcDigest> digest(const chord::NodeId& from_exclusive, const chord::NodeId& to_inclusive,
                              std::size_t buckets, const Snapshot* snapshot = nullptr) const;
+
+    // Entries in the arc (from_exclusive, to_inclusive] (same convention as scan()), live
+    // values and tombstones apart. Reads the arc's keys and record headers, not a snapshot.
+    // corruption: a stored key or record does not decode.
+    Result<ArcCount> count(const chord::NodeId& from_exclusive,
+                           const chord::NodeId& to_inclusive) const;
 
     // A consistent read view for read(), get(), scan() and digest(). Never null.
     std::unique_ptr<Snapshot> snapshot() const;

@@ -467,6 +467,10 @@ TEST_F(KeyStoreTest, ArcScansMatchOracle) {
     for (const Arc& arc : arcs) {
         SCOPED_TRACE(arc.name);
         const std::vector<std::string> expected = oracle_arc(keys, arc.from, arc.to);
+        auto counted = store_->count(arc.from, arc.to);
+        ASSERT_TRUE(counted) << counted.error().message();
+        EXPECT_EQ(counted->live, expected.size());
+        EXPECT_EQ(counted->tombstones, 0u);
         for (std::size_t batch_keys_max : {std::size_t{1}, std::size_t{7}, std::size_t{5000}}) {
             SCOPED_TRACE("batch_keys_max " + std::to_string(batch_keys_max));
             const std::vector<Entry> entries = scan_all(arc.from, arc.to, batch_keys_max);
@@ -493,6 +497,29 @@ TEST_F(KeyStoreTest, ArcScansMatchOracle) {
     ASSERT_EQ(whole.size(), static_cast<std::size_t>(kKeys));
     EXPECT_EQ(whole.front().key_id, ids[501]);
     EXPECT_EQ(whole.back().key_id, ids[500]);
+}
+
+TEST_F(KeyStoreTest, CountSeparatesTombstonesFromValues) {
+    std::vector<std::string> keys;
+    for (int i = 0; i < 300; ++i) {
+        keys.push_back("c-" + std::to_string(i));
+        ASSERT_TRUE(store_->put(keys.back(), "v", 1));
+    }
+    for (int i = 0; i < 300; i += 3) ASSERT_TRUE(store_->del(keys[static_cast<std::size_t>(i)], 2));
+    ASSERT_TRUE(store_->put_meta("not-a-key", "x"));  // metadata is not counted
+    std::vector<NodeId> ids;
+    for (const auto& key : keys) ids.push_back(NodeId::hash(key));
+    std::sort(ids.begin(), ids.end());
+    // The whole ring, and two arcs that split it at key ids: the halves add up to the whole.
+    auto whole = store_->count(ids[0], ids[0]);
+    auto first = store_->count(ids[0], ids[150]);
+    auto second = store_->count(ids[150], ids[0]);
+    ASSERT_TRUE(whole && first && second);
+    EXPECT_EQ(whole->live, 200u);
+    EXPECT_EQ(whole->tombstones, 100u);
+    EXPECT_EQ(first->live + second->live, 200u);
+    EXPECT_EQ(first->tombstones + second->tombstones, 100u);
+    EXPECT_EQ(first->live + first->tombstones, 150u);
 }
 
 TEST_F(KeyStoreTest, ScanResumesStrictlyAfterResumeKey) {
