@@ -20,6 +20,8 @@ enum class AdminType : std::uint8_t {
     info_reply = 33,
     lookup_request = 34,
     lookup_reply = 35,
+    leave_request = 36,
+    leave_reply = 37,
     error_reply = 63,
 };
 
@@ -34,10 +36,23 @@ struct VnodeInfo {
     std::uint64_t lookups_failed = 0;
     std::uint64_t lookup_hops = 0;
     std::uint64_t rpc_timeouts = 0;
+    // Keys (InfoRequest::keys only; else 0): live keys in the vnode's arc, and live keys
+    // this process holds as a replica in the vnode's span before the arc (see node.hpp).
+    std::uint64_t keys_owned = 0;
+    std::uint64_t replica_keys = 0;
+    std::uint64_t tombstones = 0;  // in the whole span
+    // Entries sent and received (applied) for the span: by handoff (join, leave) and by
+    // replica maintenance.
+    std::uint64_t handoff_keys_sent = 0;
+    std::uint64_t handoff_keys_received = 0;
+    std::uint64_t repair_keys_sent = 0;
+    std::uint64_t repair_keys_received = 0;
+    bool arc_settled = false;  // its arc has been synced with every replica holder
 };
 
 struct InfoRequest {
     std::uint64_t request_id = 0;
+    bool keys = false;  // count each vnode's keys (reads every key's header)
 };
 
 struct InfoReply {
@@ -54,6 +69,8 @@ struct InfoReply {
     std::uint64_t repair_keys_pulled = 0;
     std::uint64_t repair_keys_pushed = 0;
     std::uint64_t repair_rounds = 0;
+    std::uint64_t tombstones_purged = 0;
+    bool keys_counted = false;  // the VnodeInfo key counts are filled in
 };
 
 struct LookupRequest {
@@ -68,6 +85,18 @@ struct LookupReply {
     std::vector<chord::Peer> replicas;
     std::int32_t hops = 0;
     std::int32_t timeouts = 0;
+};
+
+// Asks the process to leave the ring gracefully: it hands its arcs to the processes that take
+// them over, tells its neighbours, and exits. The reply goes out once the leave has started
+// (handoff included); the connection closes when the process stops.
+struct LeaveRequest {
+    std::uint64_t request_id = 0;
+};
+
+struct LeaveReply {
+    std::uint64_t request_id = 0;
+    std::uint64_t keys_handed_off = 0;  // entries sent to the new owners and replica holders
 };
 
 // Any request can fail with this instead of its reply.

@@ -34,6 +34,14 @@ constexpr std::uint8_t admin_type<LookupReply>() {
     return static_cast<std::uint8_t>(AdminType::lookup_reply);
 }
 template <>
+constexpr std::uint8_t admin_type<LeaveRequest>() {
+    return static_cast<std::uint8_t>(AdminType::leave_request);
+}
+template <>
+constexpr std::uint8_t admin_type<LeaveReply>() {
+    return static_cast<std::uint8_t>(AdminType::leave_reply);
+}
+template <>
 constexpr std::uint8_t admin_type<ErrorReply>() {
     return static_cast<std::uint8_t>(AdminType::error_reply);
 }
@@ -80,17 +88,19 @@ namespace boost::serialization {
 template <class Archive>
 void serialize(Archive& ar, chordkv::net::VnodeInfo& m, const unsigned int) {
     ar& m.id& m.state& m.predecessor& m.successors& m.fingers_set& m.lookups_started& m
-        .lookups_failed& m.lookup_hops& m.rpc_timeouts;
+        .lookups_failed& m.lookup_hops& m.rpc_timeouts& m.keys_owned& m.replica_keys& m
+        .tombstones& m.handoff_keys_sent& m.handoff_keys_received& m.repair_keys_sent& m
+        .repair_keys_received& m.arc_settled;
 }
 template <class Archive>
 void serialize(Archive& ar, chordkv::net::InfoRequest& m, const unsigned int) {
-    ar& m.request_id;
+    ar& m.request_id& m.keys;
 }
 template <class Archive>
 void serialize(Archive& ar, chordkv::net::InfoReply& m, const unsigned int) {
     ar& m.request_id& m.address& m.version& m.vnodes& m.datagrams_received& m.frames_dropped& m
         .frames_unauthenticated& m.tcp_connections_dropped& m.repair_keys_pulled& m
-        .repair_keys_pushed& m.repair_rounds;
+        .repair_keys_pushed& m.repair_rounds& m.tombstones_purged& m.keys_counted;
 }
 template <class Archive>
 void serialize(Archive& ar, chordkv::net::LookupRequest& m, const unsigned int) {
@@ -99,6 +109,14 @@ void serialize(Archive& ar, chordkv::net::LookupRequest& m, const unsigned int) 
 template <class Archive>
 void serialize(Archive& ar, chordkv::net::LookupReply& m, const unsigned int) {
     ar& m.request_id& m.key_id& m.owner& m.replicas& m.hops& m.timeouts;
+}
+template <class Archive>
+void serialize(Archive& ar, chordkv::net::LeaveRequest& m, const unsigned int) {
+    ar& m.request_id;
+}
+template <class Archive>
+void serialize(Archive& ar, chordkv::net::LeaveReply& m, const unsigned int) {
+    ar& m.request_id& m.keys_handed_off;
 }
 template <class Archive>
 void serialize(Archive& ar, chordkv::net::ErrorReply& m, const unsigned int) {
@@ -160,7 +178,7 @@ void serialize(Archive& ar, chordkv::net::SyncEntry& m, const unsigned int) {
 }
 template <class Archive>
 void serialize(Archive& ar, chordkv::net::SyncScanRequest& m, const unsigned int) {
-    ar& m.request_id& m.from_exclusive& m.to_inclusive& m.resume_after& m.batch_keys_max;
+    ar& m.request_id& m.from_exclusive& m.to_inclusive& m.resume_after& m.batch_keys_max& m.purpose;
 }
 template <class Archive>
 void serialize(Archive& ar, chordkv::net::SyncScanReply& m, const unsigned int) {
@@ -168,7 +186,7 @@ void serialize(Archive& ar, chordkv::net::SyncScanReply& m, const unsigned int) 
 }
 template <class Archive>
 void serialize(Archive& ar, chordkv::net::ReplicateBatchRequest& m, const unsigned int) {
-    ar& m.request_id& m.entries;
+    ar& m.request_id& m.entries& m.purpose;
 }
 template <class Archive>
 void serialize(Archive& ar, chordkv::net::ReplicateBatchReply& m, const unsigned int) {
@@ -184,6 +202,8 @@ CHORDKV_WIRE_STRUCT(chordkv::net::InfoRequest)
 CHORDKV_WIRE_STRUCT(chordkv::net::InfoReply)
 CHORDKV_WIRE_STRUCT(chordkv::net::LookupRequest)
 CHORDKV_WIRE_STRUCT(chordkv::net::LookupReply)
+CHORDKV_WIRE_STRUCT(chordkv::net::LeaveRequest)
+CHORDKV_WIRE_STRUCT(chordkv::net::LeaveReply)
 CHORDKV_WIRE_STRUCT(chordkv::net::ErrorReply)
 CHORDKV_WIRE_STRUCT(chordkv::net::WireRecord)
 CHORDKV_WIRE_STRUCT(chordkv::net::PutRequest)

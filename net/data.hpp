@@ -122,6 +122,11 @@ struct SyncDigestReply {
     std::string counts;  // 8 bytes (big-endian) per bucket
 };
 
+// Why entries move, for the counters in `chordctl stats`: anti-entropy, the handoff of an
+// arc whose owner changed (a join next to the owner), or a leaving process's arcs. Dump is a
+// client reading the arcs for `chordctl dump`.
+enum class SyncPurpose : std::uint8_t { repair = 0, handoff = 1, dump = 2 };
+
 struct SyncEntry {
     std::string key;
     WireRecord record;
@@ -133,6 +138,7 @@ struct SyncScanRequest {
     chord::NodeId to_inclusive;
     std::optional<std::string> resume_after;  // storage key of the last entry received
     std::uint32_t batch_keys_max = 0;
+    std::uint8_t purpose = 0;  // SyncPurpose
 };
 
 struct SyncScanReply {
@@ -144,6 +150,7 @@ struct SyncScanReply {
 struct ReplicateBatchRequest {
     std::uint64_t request_id = 0;
     std::vector<SyncEntry> entries;
+    std::uint8_t purpose = 0;  // SyncPurpose
 };
 
 struct ReplicateBatchReply {

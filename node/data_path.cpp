@@ -264,10 +264,12 @@ void Node::coordinate_get(const ConnectionPtr& from, chord::Protocol& vnode,
     };
     Newest newest;
     if (local) newest.offer(*local);
-    if (local && !request.quorum) {
+    if (local && !request.quorum && arc_settled(index_of(vnode))) {
         answer(newest);  // the owner's copy is authoritative for a plain read
         return;
     }
+    // An arc still being handed over (it changed, or this process rejoined) may lack the
+    // newest copy: its plain reads ask the replicas too, as a quorum read does.
     const auto replicas = replica_addresses(vnode, options_.replicas - 1);
     if (replicas.empty()) {
         answer(newest);

@@ -28,7 +28,8 @@ Node::Node(asio::io_context& io, NodeOptions options)
       options_(std::move(options)),
       rng_(seed_from(options_.seed)),
       timer_(io),
-      repair_timer_(io) {}
+      repair_timer_(io),
+      purge_timer_(io) {}
 
 Node::~Node() {
     stop();
@@ -99,9 +100,14 @@ Result<std::unique_ptr<Node>> Node::open(asio::io_context& io, NodeOptions optio
         return R(ids.error().code(), "data dir '" + o.data_dir + "': " + ids.error().detail());
     node->ids_ = std::move(ids).value();
     for (const auto& id : node->ids_) {
+        node->sorted_ids_.emplace_back(id, node->vnodes_.size());
         node->vnodes_.push_back(std::make_unique<chord::Protocol>(
             chord::Peer{id, node->advertise_text_}, o.protocol, node->rng_));
     }
+    std::sort(node->sorted_ids_.begin(), node->sorted_ids_.end());
+    node->counters_.resize(node->vnodes_.size());
+    node->arc_synced_.assign(node->vnodes_.size(), false);
+    node->repair_seen_predecessor_.resize(node->vnodes_.size());
     return node;
 }
 
@@ -168,16 +174,17 @@ void Node::joined_all() {
     // A node that (re)joined owns new arcs: hand them over before anything else.
     for (std::size_t i = 0; i < vnodes_.size(); ++i) repair_urgent_.push_back(i);
     arm_repair();
+    arm_purge();
     if (auto ready = std::move(ready_)) ready(Status{});
 }
 
 void Node::leave(NodeCallback done) {
-    if (stopped_) {
-        if (done) done(Status(Errc::shutting_down, "the node is stopped"));
-        return;
-    }
+    begin_leave(nullptr, std::move(done), /*leave_anyway=*/true);
+}
+
+void Node::leave_ring(NodeCallback done, Status handoff_status) {
     auto pending = std::make_shared<std::size_t>(0);
-    auto result = std::make_shared<Status>();
+    auto result = std::make_shared<Status>(std::move(handoff_status));
     auto finish = [this, done, pending, result]() {
         if (*pending > 0) return;
         // Let the last acks and replies go out before closing the sockets.
@@ -211,6 +218,7 @@ void Node::stop() {
     stopped_ = true;
     timer_.cancel();
     repair_timer_.cancel();
+    purge_timer_.cancel();
     if (peers_) peers_->close();
     if (transport_) transport_->close();
 }
@@ -298,7 +306,7 @@ void Node::lookup(std::string_view key, chord::LookupCallback done) {
 
 // --- admin requests over TCP ------------------------------------------------------------
 
-net::InfoReply Node::info() const {
+net::InfoReply Node::info(bool keys) const {
     net::InfoReply out;
     out.address = advertise_text_;
     out.version = kVersion;
@@ -315,8 +323,34 @@ net::InfoReply Node::info() const {
         v.lookups_failed = stats.lookups_failed;
         v.lookup_hops = stats.lookup_hops;
         v.rpc_timeouts = stats.rpc_timeouts;
+        const std::size_t index = out.vnodes.size();
+        const VnodeCounters& c = counters_[index];
+        v.handoff_keys_sent = c.handoff_sent;
+        v.handoff_keys_received = c.handoff_received;
+        v.repair_keys_sent = c.repair_sent;
+        v.repair_keys_received = c.repair_received;
+        v.arc_settled = arc_settled(index);
+        if (keys) {
+            // Span (previous local vnode, vnode] = replica part (previous, predecessor] +
+            // owned arc (predecessor, vnode]. A vnode that is not a member owns nothing yet.
+            const chord::NodeId from = previous_local(index).value_or(ring.self.id);
+            auto span = store_->count(from, ring.self.id);
+            if (span) {
+                v.tombstones = span->tombstones;
+                std::uint64_t owned = 0;
+                if (ring.state == chord::MemberState::member && ring.predecessor) {
+                    if (auto arc = store_->count(ring.predecessor->id, ring.self.id)) {
+                        owned = arc->live;
+                    }
+                }
+                v.keys_owned = owned;
+                v.replica_keys = span->live >= owned ? span->live - owned : 0;
+                out.keys_counted = true;
+            }
+        }
         out.vnodes.push_back(std::move(v));
     }
+    out.tombstones_purged = tombstones_purged_;
     const auto& t = transport_->stats();
     out.datagrams_received = t.datagrams_received;
     out.frames_dropped = t.frames_dropped;
@@ -340,7 +374,7 @@ void Node::on_frame(const std::shared_ptr<net::Connection>& from, const net::Fra
         case net::AdminType::info_request: {
             auto request = net::decode_admin<net::InfoRequest>(frame.payload);
             if (!request) break;
-            auto reply = info();
+            auto reply = info(request->keys);
             reply.request_id = request->request_id;
             from->send(net::encode_admin(reply, key));
             return;
@@ -362,6 +396,12 @@ void Node::on_frame(const std::shared_ptr<net::Connection>& from, const net::Fra
                 net::LookupReply reply{id, key_id, r->owner, r->replicas, r->hops, r->timeouts};
                 connection->send(net::encode_admin(reply, key));
             });
+            return;
+        }
+        case net::AdminType::leave_request: {
+            auto request = net::decode_admin<net::LeaveRequest>(frame.payload);
+            if (!request) break;
+            on_leave_request(from, *request);
             return;
         }
         default:

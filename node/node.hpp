@@ -77,6 +77,13 @@ struct NodeOptions {
     std::chrono::milliseconds repair_interval = std::chrono::milliseconds(500);
     std::size_t repair_buckets = 64;
     std::size_t repair_batch_keys_max = 512;
+    // Deletes are tombstones, replicated like values; a tombstone older than this is purged
+    // (checked every purge_interval). A replica cut off for longer than the grace period
+    // could bring a deleted key back, as in Cassandra (gc_grace_seconds).
+    std::chrono::milliseconds tombstone_grace = std::chrono::hours(24);
+    std::chrono::milliseconds purge_interval = std::chrono::minutes(10);
+    // How long a graceful leave may spend handing its arcs over before it leaves anyway.
+    std::chrono::milliseconds handoff_timeout = std::chrono::seconds(120);
     // How long start() keeps retrying the seeds before reporting failure.
     std::chrono::milliseconds join_timeout = std::chrono::seconds(30);
     // RNG seed for timer jitter and backoff; 0 = from std::random_device.
@@ -98,9 +105,15 @@ public:
     // Creates a new ring (no seeds) or joins through the seeds; `ready` gets success once every
     // vnode is a ring member, or the last join error after join_timeout.
     void start(NodeCallback ready);
-    // Graceful leave of every vnode, then the sockets close. `done` gets success when every
-    // neighbour acknowledged, timed_out otherwise; the node is stopped either way.
+    // Graceful leave: hands every arc this process holds to the processes that take it over
+    // (the new owner and its replica holders, in batches from a RocksDB snapshot, while
+    // writes keep being served and replicated), then every vnode leaves the ring, then the
+    // sockets close. `done` gets success when every batch and every neighbour acknowledged,
+    // the first failure otherwise; the node is stopped either way.
     void leave(NodeCallback done);
+    // Called once the node has stopped after a leave that a client asked for (chordctl
+    // leave, net::LeaveRequest); an embedder such as chordd exits then.
+    void on_left(NodeCallback handler) { left_handler_ = std::move(handler); }
     // Stops at once (no goodbyes): closes sockets and timers. Idempotent.
     void stop();
 
@@ -110,8 +123,10 @@ public:
     const net::HostPort& advertise() const noexcept { return advertise_; }
     std::uint16_t port() const { return transport_->port(); }
     const std::vector<chord::NodeId>& vnode_ids() const noexcept { return ids_; }
-    // Every vnode's state and counters, as served to chordctl.
-    net::InfoReply info() const;
+    // Every vnode's state and counters, as served to chordctl. With `keys`, also how many
+    // keys each vnode owns and holds as a replica (reads every key's header: a stats call,
+    // not a health check).
+    net::InfoReply info(bool keys = false) const;
     storage::KeyStore& store() noexcept { return *store_; }
 
 private:
@@ -146,6 +161,40 @@ private:
     void on_get(const ConnectionPtr& from, net::GetRequest request);
     void on_replicate(const ConnectionPtr& from, const net::ReplicateRequest& request);
     void on_read_replica(const ConnectionPtr& from, const net::ReadReplicaRequest& request);
+    void on_leave_request(const ConnectionPtr& from, const net::LeaveRequest& request);
+
+    // Per-vnode bookkeeping. A vnode's span is (the previous vnode of this process, vnode]:
+    // its own arc (predecessor, vnode] and, before it, the keys this process holds as a
+    // replica for the owners in between. Every stored key lies in exactly one span.
+    std::size_t index_of(const chord::Protocol& vnode) const;
+    std::size_t span_vnode(const chord::NodeId& key_id) const;
+    std::optional<chord::NodeId> previous_local(std::size_t index) const;
+    // Whether a vnode's arc is known to be complete here: false from a change of its
+    // predecessor (a join or failure next to it; a restart) until a repair round with every
+    // replica holder finishes. Plain reads of an unsettled arc ask the replicas too.
+    bool arc_settled(std::size_t index) const;
+    void note_predecessors();
+    struct VnodeCounters {
+        std::uint64_t handoff_sent = 0;
+        std::uint64_t handoff_received = 0;
+        std::uint64_t repair_sent = 0;
+        std::uint64_t repair_received = 0;
+    };
+
+    // Graceful leave (node/handoff.cpp).
+    struct Handoff;
+    using HandoffDone = std::function<void(Status status, std::uint64_t keys_sent)>;
+    // leave_anyway: leave the ring even when the handoff failed (SIGTERM: the operator wants
+    // the process gone; its keys still have R-1 copies); else stay (chordctl leave answers
+    // the error and the process keeps serving).
+    void begin_leave(HandoffDone handed_off, NodeCallback done, bool leave_anyway);
+    void handoff_next(const std::shared_ptr<Handoff>& job);
+    void handoff_batch(const std::shared_ptr<Handoff>& job);
+    void leave_ring(NodeCallback done, Status handoff_status);
+
+    // Tombstone purge.
+    void arm_purge();
+    void purge_round();
 
     // Replica maintenance (node/repair.cpp).
     struct RepairJob;
@@ -156,6 +205,7 @@ private:
     void repair_pull(const std::shared_ptr<RepairJob>& job, std::optional<std::string> after);
     void repair_push(const std::shared_ptr<RepairJob>& job, std::optional<std::string> after);
     void repair_done(const std::shared_ptr<RepairJob>& job);
+    void repair_holder_failed(const std::shared_ptr<RepairJob>& job);
     void on_sync_digest(const ConnectionPtr& from, const net::SyncDigestRequest& request);
     void on_sync_scan(const ConnectionPtr& from, const net::SyncScanRequest& request);
     void on_replicate_batch(const ConnectionPtr& from, const net::ReplicateBatchRequest& request);
@@ -187,6 +237,14 @@ private:
     std::uint64_t repair_keys_pulled_ = 0;
     std::uint64_t repair_keys_pushed_ = 0;
     std::uint64_t repair_rounds_ = 0;
+    std::vector<VnodeCounters> counters_;
+    std::vector<bool> arc_synced_;
+    // (id, index) of every vnode, sorted by id, for span_vnode().
+    std::vector<std::pair<chord::NodeId, std::size_t>> sorted_ids_;
+    boost::asio::steady_timer purge_timer_;
+    std::uint64_t tombstones_purged_ = 0;
+    bool leaving_ = false;
+    NodeCallback left_handler_;
     chord::Time timer_at_ = chord::Time::max();
     NodeCallback ready_;
     chord::Time join_deadline_{};

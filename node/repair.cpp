@@ -11,19 +11,15 @@
 // owner pushes to the new replica holder). One job at a time per process; batches bounded.
 #include "net/admin_codec.hpp"
 #include "node/node.hpp"
+#include "node/sync_entry.hpp"
 
 namespace chordkv {
 
 namespace {
 
-// Bytes of values per sync batch (soft: a batch holds at least one entry). With one value at
-// the 16 MiB limit a batch still fits a TCP frame (kTcpPayloadBytesMax).
-constexpr std::size_t kSyncBatchBytesMax = 32 * 1024;
-
-storage::Entry to_entry(const net::SyncEntry& e) {
-    return storage::Entry{chord::NodeId::hash(e.key), e.key,
-                          storage::Record{e.record.version, e.record.tombstone, e.record.value}};
-}
+using detail::kSyncBatchBytesMax;
+using detail::to_entry;
+using detail::to_sync;
 
 std::string pack_digest_hashes(const storage::ArcDigest& d) {
     std::string out;
@@ -41,11 +37,6 @@ std::string pack_digest_counts(const storage::ArcDigest& d) {
     return out;
 }
 
-net::SyncEntry to_sync(const storage::Entry& e) {
-    return net::SyncEntry{e.key,
-                          net::WireRecord{e.record.version, e.record.tombstone, e.record.value}};
-}
-
 }  // namespace
 
 struct Node::RepairJob {
@@ -57,10 +48,19 @@ struct Node::RepairJob {
     std::size_t bucket = 0;            // index into buckets
     chord::NodeId sub_from;            // the current bucket's sub-arc
     chord::NodeId sub_to;
+    std::size_t vnode = 0;  // the vnode whose arc this is
+    // Handoff: the arc changed (a join or failure next to it, or this process (re)joined);
+    // else routine maintenance. Only counted apart.
+    bool handoff = false;
+    bool complete = true;  // every holder compared and synced
+    std::uint8_t purpose() const {
+        return static_cast<std::uint8_t>(handoff ? net::SyncPurpose::handoff
+                                                 : net::SyncPurpose::repair);
+    }
 };
 
 void Node::arm_repair() {
-    if (stopped_) return;
+    if (stopped_ || leaving_) return;
     // Urgent work runs back to back; the round robin waits for the interval.
     repair_timer_.expires_after(repair_urgent_.empty() ? options_.repair_interval
                                                        : std::chrono::milliseconds(0));
@@ -71,25 +71,31 @@ void Node::arm_repair() {
     });
 }
 
-void Node::repair_round() {
-    if (repairing_ || vnodes_.empty()) {
-        arm_repair();
-        return;
-    }
-    // An arc that changed (a new predecessor: a join or a failure next to us) is urgent.
-    repair_seen_predecessor_.resize(vnodes_.size());
+void Node::note_predecessors() {
+    // An arc that changed (a new predecessor: a join or a failure next to us) is urgent, and
+    // unsettled until a round with every holder has finished.
     for (std::size_t i = 0; i < vnodes_.size(); ++i) {
         const auto& pred = vnodes_[i]->ring_state().predecessor;
         const std::optional<chord::NodeId> id =
             pred ? std::optional<chord::NodeId>(pred->id) : std::nullopt;
         if (id != repair_seen_predecessor_[i]) {
             repair_seen_predecessor_[i] = id;
+            arc_synced_[i] = false;
             if (std::find(repair_urgent_.begin(), repair_urgent_.end(), i) ==
                 repair_urgent_.end()) {
                 repair_urgent_.push_back(i);
             }
         }
     }
+}
+
+void Node::repair_round() {
+    if (leaving_) return;
+    if (repairing_ || vnodes_.empty()) {
+        arm_repair();
+        return;
+    }
+    note_predecessors();
     std::size_t index = 0;
     if (!repair_urgent_.empty()) {
         index = repair_urgent_.front();
@@ -106,8 +112,12 @@ void Node::repair_round() {
     auto job = std::make_shared<RepairJob>();
     job->from = ring.predecessor->id;
     job->to = ring.self.id;
+    job->vnode = index;
+    job->handoff = !arc_synced_[index];
     job->holders = replica_addresses(vnode, options_.replicas - 1);
     if (job->holders.empty()) {
+        // No other process holds copies (R = 1, or alone on the ring): nothing to sync with.
+        arc_synced_[index] = true;
         arm_repair();
         return;
     }
@@ -116,9 +126,17 @@ void Node::repair_round() {
     repair_with(job);
 }
 
-void Node::repair_done(const std::shared_ptr<RepairJob>&) {
+void Node::repair_done(const std::shared_ptr<RepairJob>& job) {
     repairing_ = false;
+    const auto& pred = vnodes_[job->vnode]->ring_state().predecessor;
+    if (job->complete && pred && pred->id == job->from) arc_synced_[job->vnode] = true;
     arm_repair();
+}
+
+void Node::repair_holder_failed(const std::shared_ptr<RepairJob>& job) {
+    job->complete = false;
+    ++job->holder;
+    repair_with(job);
 }
 
 void Node::repair_with(const std::shared_ptr<RepairJob>& job) {
@@ -137,10 +155,7 @@ void Node::repair_with(const std::shared_ptr<RepairJob>& job) {
         },
         [this, alive, job, buckets](Result<net::Frame> answer) {
             if (alive.expired() || stopped_) return;
-            auto next_holder = [&] {
-                ++job->holder;
-                repair_with(job);
-            };
+            auto next_holder = [&] { repair_holder_failed(job); };
             if (!answer || answer->type != net::admin_type<net::SyncDigestReply>()) {
                 return next_holder();
             }
@@ -192,19 +207,18 @@ void Node::repair_pull(const std::shared_ptr<RepairJob>& job, std::optional<std:
         address,
         [job, after, batch, k = cluster_key()](std::uint64_t rid) {
             return net::encode_admin(
-                net::SyncScanRequest{rid, job->sub_from, job->sub_to, after, batch}, k);
+                net::SyncScanRequest{rid, job->sub_from, job->sub_to, after, batch, job->purpose()},
+                k);
         },
         [this, alive, job](Result<net::Frame> answer) {
             if (alive.expired() || stopped_) return;
             if (!answer || answer->type != net::admin_type<net::SyncScanReply>()) {
-                ++job->holder;  // this holder is gone or confused: next one
-                repair_with(job);
+                repair_holder_failed(job);  // this holder is gone or confused: next one
                 return;
             }
             auto reply = net::decode_admin<net::SyncScanReply>(answer->payload);
             if (!reply) {
-                ++job->holder;
-                repair_with(job);
+                repair_holder_failed(job);
                 return;
             }
             std::vector<storage::Entry> entries;
@@ -216,7 +230,11 @@ void Node::repair_pull(const std::shared_ptr<RepairJob>& job, std::optional<std:
             }
             if (!entries.empty()) {
                 (void)hlc_.observe(newest, physical_ms());
-                if (auto applied = store_->apply_batch(entries)) repair_keys_pulled_ += *applied;
+                if (auto applied = store_->apply_batch(entries)) {
+                    repair_keys_pulled_ += *applied;
+                    auto& c = counters_[job->vnode];
+                    (job->handoff ? c.handoff_received : c.repair_received) += *applied;
+                }
             }
             if (reply->resume_after) {
                 repair_pull(job, reply->resume_after);
@@ -242,18 +260,20 @@ void Node::repair_push(const std::shared_ptr<RepairJob>& job, std::optional<std:
     std::weak_ptr<int> alive = alive_;
     peers_->call(
         job->holders[job->holder],
-        [entries = std::move(entries), k = cluster_key()](std::uint64_t rid) {
-            return net::encode_admin(net::ReplicateBatchRequest{rid, entries}, k);
+        [entries = std::move(entries), purpose = job->purpose(),
+         k = cluster_key()](std::uint64_t rid) {
+            return net::encode_admin(net::ReplicateBatchRequest{rid, entries, purpose}, k);
         },
         [this, alive, job, resume](Result<net::Frame> answer) {
             if (alive.expired() || stopped_) return;
             if (!answer || answer->type != net::admin_type<net::ReplicateBatchReply>()) {
-                ++job->holder;
-                repair_with(job);
+                repair_holder_failed(job);
                 return;
             }
             if (auto reply = net::decode_admin<net::ReplicateBatchReply>(answer->payload)) {
                 repair_keys_pushed_ += reply->applied;
+                auto& c = counters_[job->vnode];
+                (job->handoff ? c.handoff_sent : c.repair_sent) += reply->applied;
             }
             if (resume) {
                 repair_push(job, resume);
@@ -290,6 +310,19 @@ void Node::on_sync_scan(const ConnectionPtr& from, const net::SyncScanRequest& r
     reply_message.request_id = request.request_id;
     for (const auto& e : scanned->entries) reply_message.entries.push_back(to_sync(e));
     reply_message.resume_after = scanned->resume_after;
+    if (!scanned->entries.empty()) {
+        auto& c = counters_[span_vnode(request.to_inclusive)];
+        switch (static_cast<net::SyncPurpose>(request.purpose)) {
+            case net::SyncPurpose::handoff:
+                c.handoff_sent += scanned->entries.size();
+                break;
+            case net::SyncPurpose::repair:
+                c.repair_sent += scanned->entries.size();
+                break;
+            default:
+                break;  // a dump is not a transfer
+        }
+    }
     reply(from, reply_message);
 }
 
@@ -311,6 +344,12 @@ void Node::on_replicate_batch(const ConnectionPtr& from,
     if (!applied) {
         reply_error(from, request.request_id, applied.error());
         return;
+    }
+    if (!entries.empty() && *applied > 0) {
+        auto& c = counters_[span_vnode(entries.front().key_id)];
+        (request.purpose == static_cast<std::uint8_t>(net::SyncPurpose::repair)
+             ? c.repair_received
+             : c.handoff_received) += *applied;
     }
     reply(from, net::ReplicateBatchReply{request.request_id, *applied});
 }

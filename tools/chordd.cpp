@@ -38,6 +38,9 @@ struct Settings {
     std::size_t write_acks = 2;
     std::string cluster_key_file;
     std::int64_t join_timeout_ms = 30000;
+    std::int64_t tombstone_grace_ms = 24 * 3600 * 1000;
+    std::int64_t purge_interval_ms = 10 * 60 * 1000;
+    std::int64_t handoff_timeout_ms = 120 * 1000;
     std::string log_level = "info";
     std::string config;
 };
@@ -67,10 +70,19 @@ int run(const Settings& settings) {
         spdlog::error("--successors must be in 1..64, got {}", settings.successors);
         return kExitUsage;
     }
-    if (settings.join_timeout_ms <= 0) {
-        spdlog::error("--join-timeout must be positive");
-        return kExitUsage;
+    for (const auto& [flag, value] :
+         {std::pair{"--join-timeout", settings.join_timeout_ms},
+          std::pair{"--tombstone-grace", settings.tombstone_grace_ms},
+          std::pair{"--purge-interval", settings.purge_interval_ms},
+          std::pair{"--handoff-timeout", settings.handoff_timeout_ms}}) {
+        if (value <= 0) {
+            spdlog::error("{} must be positive, got {}", flag, value);
+            return kExitUsage;
+        }
     }
+    options.tombstone_grace = std::chrono::milliseconds(settings.tombstone_grace_ms);
+    options.purge_interval = std::chrono::milliseconds(settings.purge_interval_ms);
+    options.handoff_timeout = std::chrono::milliseconds(settings.handoff_timeout_ms);
     if (!settings.cluster_key_file.empty()) {
         auto key = chordkv::net::read_cluster_key_file(settings.cluster_key_file);
         if (!key) {
@@ -107,6 +119,16 @@ int run(const Settings& settings) {
         }
         spdlog::info("ready: {} vnodes are ring members ({})", node.vnode_ids().size(),
                      options.join.empty() ? "new ring" : "joined through " + settings.join);
+    });
+
+    // chordctl leave: the node hands its arcs over, leaves, and tells us when it has stopped.
+    node.on_left([&](chordkv::Status status) {
+        if (status) {
+            spdlog::info("left the ring (chordctl leave); neighbours acknowledged");
+        } else {
+            spdlog::warn("left the ring (chordctl leave): {}", status.error().message());
+        }
+        io.stop();
     });
 
     boost::asio::signal_set signals(io, SIGINT, SIGTERM);
@@ -164,6 +186,12 @@ int main(int argc, char** argv) {
          "successor list length r")  //
         ("join-timeout", po::value(&s.join_timeout_ms)->default_value(s.join_timeout_ms),
          "milliseconds to keep trying the seeds")  //
+        ("tombstone-grace", po::value(&s.tombstone_grace_ms)->default_value(s.tombstone_grace_ms),
+         "milliseconds a delete's tombstone is kept before it is purged")  //
+        ("purge-interval", po::value(&s.purge_interval_ms)->default_value(s.purge_interval_ms),
+         "milliseconds between tombstone purges")  //
+        ("handoff-timeout", po::value(&s.handoff_timeout_ms)->default_value(s.handoff_timeout_ms),
+         "milliseconds a graceful leave may spend handing its keys over")  //
         ("cluster-key-file", po::value(&s.cluster_key_file),
          "file holding the cluster key; every frame is authenticated with it")  //
         ("log-level", po::value(&s.log_level)->default_value(s.log_level),      //

@@ -318,3 +318,122 @@ TEST(DataIntegration, JoinDuringWritesMovesOnlyTheNewArcsAndLosesNothing) {
 
 }  // namespace
 }  // namespace chordkv::testing
+
+namespace chordkv::testing {
+namespace {
+
+// Every key reads back as expected (nullopt: deleted) through `client`; returns the wrong ones.
+std::size_t wrong_reads(Client& client, const std::vector<std::string>& keys,
+                        const std::vector<std::optional<std::string>>& expected) {
+    std::size_t wrong = 0;
+    for (std::size_t k = 0; k < keys.size(); ++k) {
+        auto got = client.get(keys[k]);
+        if (!got) {
+            ++wrong;
+        } else if (expected[k] ? (!got->found || got->value != *expected[k]) : got->found) {
+            ++wrong;
+        }
+    }
+    return wrong;
+}
+
+TEST(DataIntegration, GracefulLeaveMovesOnlyTheLeaversArcsAndLosesNothing) {
+    ClusterOptions options;
+    options.vnodes = 32;
+    Cluster cluster(options);
+    ASSERT_TRUE(cluster.start(0, -1)) << cluster.log(0);
+    for (std::size_t i = 1; i < 6; ++i) ASSERT_TRUE(cluster.start(i, 0)) << cluster.log(i);
+    std::string problem;
+    ASSERT_TRUE(wait_for([&] { return (problem = cluster.ideal_ring_problem()).empty(); }, 15s))
+        << problem;
+
+    constexpr int kKeys = 4'000;
+    std::vector<std::string> keys;
+    std::vector<std::optional<std::string>> expected;
+    Client client = client_of(cluster, 0);
+    for (int k = 0; k < kKeys; ++k) {
+        keys.push_back("l-" + std::to_string(k));
+        expected.emplace_back("v" + std::to_string(k) + std::string("\0\n", 2));
+        ASSERT_TRUE(client.put(keys.back(), *expected.back()));
+    }
+    for (std::size_t k = 0; k < keys.size(); k += 10) {
+        ASSERT_TRUE(client.del(keys[k]));
+        expected[k].reset();
+    }
+    std::vector<std::size_t> live = {0, 1, 2, 3, 4, 5};
+    ASSERT_TRUE(wait_for([&] { return under_replicated(cluster, live, keys, 3) == 0; }, 30s));
+
+    // Two leaves: SIGTERM of process 2, then a LeaveRequest (chordctl leave) to process 4.
+    for (std::size_t leaver : {std::size_t{2}, std::size_t{4}}) {
+        SCOPED_TRACE("leaver " + std::to_string(leaver));
+        const auto before = owners_of(cluster, live, keys);
+        ASSERT_EQ(before.size(), keys.size());
+        const auto started = std::chrono::steady_clock::now();
+        if (leaver == 2) {
+            auto status = cluster.terminate(leaver, 60s);
+            ASSERT_TRUE(status.has_value()) << "no exit after SIGTERM\n" << cluster.log(leaver);
+            EXPECT_EQ(*status, 0) << cluster.log(leaver);
+        } else {
+            auto conn = net::RequestClient::connect(cluster.address(leaver), 2s);
+            ASSERT_TRUE(conn);
+            auto frame = (*conn)->call(net::encode_admin(net::LeaveRequest{9}, nullptr), 60s);
+            ASSERT_TRUE(frame) << frame.error().message();
+            ASSERT_EQ(frame->type, net::admin_type<net::LeaveReply>());
+            auto reply = net::decode_admin<net::LeaveReply>(frame->payload);
+            ASSERT_TRUE(reply);
+            EXPECT_GT(reply->keys_handed_off, 0u);
+            ASSERT_TRUE(wait_for([&] { return !cluster.running(leaver); }, 30s))
+                << "still running after LeaveReply\n"
+                << cluster.log(leaver);
+        }
+        std::cout << "[leave] process " << leaver << " handed off and exited in "
+                  << std::chrono::duration_cast<std::chrono::milliseconds>(
+                         std::chrono::steady_clock::now() - started)
+                         .count()
+                  << " ms\n";
+        live.erase(std::find(live.begin(), live.end(), leaver));
+        ASSERT_TRUE(wait_for([&] { return (problem = cluster.ideal_ring_problem()).empty(); }, 15s))
+            << problem;
+
+        // Ownership moved only from the leaver, and all of its keys moved.
+        const auto after = owners_of(cluster, live, keys);
+        ASSERT_EQ(after.size(), keys.size());
+        std::size_t moved = 0;
+        for (std::size_t k = 0; k < keys.size(); ++k) {
+            if (before[k] == static_cast<int>(leaver)) {
+                ++moved;
+                EXPECT_NE(after[k], static_cast<int>(leaver));
+            } else {
+                ASSERT_EQ(after[k], before[k]) << keys[k] << " changed owner between stayers";
+            }
+        }
+        std::cout << "[leave] " << moved << " keys changed owner, all from process " << leaver
+                  << "\n";
+        EXPECT_GT(moved, 0u);
+
+        // Every key reads back at once (values and deletes), through every stayer.
+        for (std::size_t via : live) {
+            Client reader = client_of(cluster, via);
+            EXPECT_EQ(wrong_reads(reader, keys, expected), 0u) << "through process " << via;
+        }
+        // The new owners received the arcs by handoff, and every key has 3 copies again.
+        std::uint64_t received = 0;
+        for (std::size_t i : live) {
+            auto info = cluster.info(i);
+            ASSERT_TRUE(info);
+            for (const auto& v : info->vnodes) received += v.handoff_keys_received;
+        }
+        EXPECT_GT(received, 0u);
+        const auto repair_start = std::chrono::steady_clock::now();
+        ASSERT_TRUE(
+            wait_for([&] { return under_replicated(cluster, live, keys, 3) == 0; }, 60s, 500ms));
+        std::cout << "[leave] 3 copies of every key "
+                  << std::chrono::duration_cast<std::chrono::milliseconds>(
+                         std::chrono::steady_clock::now() - repair_start)
+                         .count()
+                  << " ms after the ring was ideal\n";
+    }
+}
+
+}  // namespace
+}  // namespace chordkv::testing
