@@ -539,6 +539,36 @@ Result<std::size_t> KeyStore::apply_batch(const std::vector<Entry>& entries) {
     return written;
 }
 
+Result<std::size_t> KeyStore::erase_unchanged(const std::vector<Entry>& entries) {
+    if (entries.empty()) return std::size_t{0};
+    StripeSet stripes;
+    for (const Entry& entry : entries) stripes.set(stripe_index(entry.key_id));
+    // Under the stripes, an entry still at the version it was read at cannot change until
+    // the batch is written.
+    const StripeLocks locks(stripes_, stripes);
+    rocksdb::WriteBatch rocks_batch;
+    std::size_t erased = 0;
+    for (const Entry& entry : entries) {
+        const std::string storage_key = encode_data_key(entry.key_id, entry.key);
+        rocksdb::PinnableSlice bytes;
+        rocksdb::Status status = db_->Get(rocksdb::ReadOptions(), data_cf_, storage_key, &bytes);
+        if (status.IsNotFound()) continue;
+        if (!status.ok()) return from_rocksdb(status, "reading key " + describe_key(entry.key));
+        auto stored = decode_record_header(bytes.ToStringView(), entry.key);
+        if (!stored) return stored.error();
+        if (stored->version != entry.record.version) continue;
+        status = rocks_batch.Delete(data_cf_, storage_key);
+        if (!status.ok()) return from_rocksdb(status, "building erase batch");
+        ++erased;
+    }
+    if (erased == 0) return std::size_t{0};
+    rocksdb::WriteOptions write_options;
+    write_options.sync = options_.sync_writes;
+    rocksdb::Status status = db_->Write(write_options, &rocks_batch);
+    if (!status.ok()) return from_rocksdb(status, "erasing copies");
+    return erased;
+}
+
 Result<std::size_t> KeyStore::purge_tombstones(std::uint64_t version_before, std::size_t keys_max) {
     if (keys_max == 0) return Error(Errc::invalid_argument, "purge keys_max is 0");
 

@@ -253,6 +253,12 @@ public:
     // corruption when a stored key or tombstone does not decode (nothing deleted).
     Result<std::size_t> purge_tombstones(std::uint64_t version_before, std::size_t keys_max);
 
+    // Physically removes each entry's key when its stored record still has the entry's
+    // version (read and removed under the key's stripe, so a newer write is never lost), for
+    // a copy this process no longer has to hold once its new holders acknowledged it.
+    // Returns how many keys were removed. corruption when a stored record does not decode.
+    Result<std::size_t> erase_unchanged(const std::vector<Entry>& entries);
+
     // Node metadata, stored verbatim in the "meta" column family.
     // invalid_argument for an empty name; too_large over key_bytes_max / value_bytes_max.
     Status put_meta(std::string_view name, std::string_view bytes);

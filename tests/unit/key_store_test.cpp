@@ -522,6 +522,27 @@ TEST_F(KeyStoreTest, CountSeparatesTombstonesFromValues) {
     EXPECT_EQ(first->live + first->tombstones, 150u);
 }
 
+TEST_F(KeyStoreTest, EraseUnchangedKeepsNewerWrites) {
+    ASSERT_TRUE(store_->put("a", "1", 10));
+    ASSERT_TRUE(store_->put("b", "2", 10));
+    ASSERT_TRUE(store_->del("c", 10));
+    auto entries = scan_all(NodeId(), NodeId(), 100);
+    ASSERT_EQ(entries.size(), 3u);
+    // "b" is written again after the scan: its newer version must survive the erase.
+    ASSERT_TRUE(store_->put("b", "3", 11));
+    auto erased = store_->erase_unchanged(entries);
+    ASSERT_TRUE(erased) << erased.error().message();
+    EXPECT_EQ(*erased, 2u);
+    EXPECT_EQ(store_->read("a").code(), Errc::not_found);
+    EXPECT_EQ(store_->read("c").code(), Errc::not_found);  // the tombstone itself is gone
+    auto b = store_->get("b");
+    ASSERT_TRUE(b);
+    EXPECT_EQ(*b, "3");
+    auto again = store_->erase_unchanged(entries);
+    ASSERT_TRUE(again);
+    EXPECT_EQ(*again, 0u);
+}
+
 TEST_F(KeyStoreTest, ScanResumesStrictlyAfterResumeKey) {
     std::vector<std::string> keys;
     for (int i = 0; i < 50; ++i) {
