@@ -70,7 +70,8 @@ struct InfoReply {
     std::uint64_t repair_keys_pushed = 0;
     std::uint64_t repair_rounds = 0;
     std::uint64_t tombstones_purged = 0;
-    bool keys_counted = false;  // the VnodeInfo key counts are filled in
+    std::uint64_t copies_dropped = 0;  // copies erased once their new holders had them
+    bool keys_counted = false;         // the VnodeInfo key counts are filled in
 };
 
 struct LookupRequest {

@@ -66,6 +66,8 @@ CHORDKV_DATA_TYPE(SyncScanRequest, sync_scan_request)
 CHORDKV_DATA_TYPE(SyncScanReply, sync_scan_reply)
 CHORDKV_DATA_TYPE(ReplicateBatchRequest, replicate_batch_request)
 CHORDKV_DATA_TYPE(ReplicateBatchReply, replicate_batch_reply)
+CHORDKV_DATA_TYPE(ReplicaSetRequest, replica_set_request)
+CHORDKV_DATA_TYPE(ReplicaSetReply, replica_set_reply)
 #undef CHORDKV_DATA_TYPE
 
 // A complete frame carrying `message`, tagged with `key` when it is not null.
@@ -100,7 +102,7 @@ template <class Archive>
 void serialize(Archive& ar, chordkv::net::InfoReply& m, const unsigned int) {
     ar& m.request_id& m.address& m.version& m.vnodes& m.datagrams_received& m.frames_dropped& m
         .frames_unauthenticated& m.tcp_connections_dropped& m.repair_keys_pulled& m
-        .repair_keys_pushed& m.repair_rounds& m.tombstones_purged& m.keys_counted;
+        .repair_keys_pushed& m.repair_rounds& m.tombstones_purged& m.copies_dropped& m.keys_counted;
 }
 template <class Archive>
 void serialize(Archive& ar, chordkv::net::LookupRequest& m, const unsigned int) {
@@ -193,6 +195,15 @@ void serialize(Archive& ar, chordkv::net::ReplicateBatchReply& m, const unsigned
     ar& m.request_id& m.applied;
 }
 
+template <class Archive>
+void serialize(Archive& ar, chordkv::net::ReplicaSetRequest& m, const unsigned int) {
+    ar& m.request_id& m.vnode;
+}
+template <class Archive>
+void serialize(Archive& ar, chordkv::net::ReplicaSetReply& m, const unsigned int) {
+    ar& m.request_id& m.owner& m.holders;
+}
+
 }  // namespace boost::serialization
 // clang-format on
 
@@ -218,6 +229,9 @@ CHORDKV_WIRE_STRUCT(chordkv::net::ReadReplicaReply)
 CHORDKV_WIRE_STRUCT(chordkv::net::SyncDigestRequest)
 CHORDKV_WIRE_STRUCT(chordkv::net::SyncDigestReply)
 CHORDKV_WIRE_STRUCT(chordkv::net::SyncEntry)
+CHORDKV_WIRE_STRUCT(chordkv::net::ReplicaSetRequest)
+CHORDKV_WIRE_STRUCT(chordkv::net::ReplicaSetReply)
+CHORDKV_WIRE_STRUCT(std::vector<std::string>)
 CHORDKV_WIRE_STRUCT(std::vector<chordkv::net::SyncEntry>)
 CHORDKV_WIRE_STRUCT(chordkv::net::SyncScanRequest)
 CHORDKV_WIRE_STRUCT(chordkv::net::SyncScanReply)

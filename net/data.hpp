@@ -34,6 +34,8 @@ enum class DataType : std::uint8_t {
     sync_scan_reply = 52,
     replicate_batch_request = 53,
     replicate_batch_reply = 54,
+    replica_set_request = 55,
+    replica_set_reply = 56,
 };
 
 // A stored record as it travels: the owner's version stamp (hybrid logical clock), whether it
@@ -156,6 +158,20 @@ struct ReplicateBatchRequest {
 struct ReplicateBatchReply {
     std::uint64_t request_id = 0;
     std::uint64_t applied = 0;
+};
+
+// Which processes hold copies of a vnode's arc besides its own, as the vnode's process
+// computes them for its writes. A process that may no longer be one of them asks before it
+// drops its copies (node/replica_gc.cpp).
+struct ReplicaSetRequest {
+    std::uint64_t request_id = 0;
+    chord::NodeId vnode;
+};
+
+struct ReplicaSetReply {
+    std::uint64_t request_id = 0;
+    bool owner = false;  // the vnode is a ring member of this process (else holders is empty)
+    std::vector<std::string> holders;
 };
 
 }  // namespace chordkv::net

@@ -351,6 +351,7 @@ net::InfoReply Node::info(bool keys) const {
         out.vnodes.push_back(std::move(v));
     }
     out.tombstones_purged = tombstones_purged_;
+    out.copies_dropped = copies_dropped_;
     const auto& t = transport_->stats();
     out.datagrams_received = t.datagrams_received;
     out.frames_dropped = t.frames_dropped;
@@ -442,6 +443,12 @@ void Node::on_frame(const std::shared_ptr<net::Connection>& from, const net::Fra
             auto request = net::decode_admin<net::ReplicateBatchRequest>(frame.payload);
             if (!request) break;
             on_replicate_batch(from, *request);
+            return;
+        }
+        case net::DataType::replica_set_request: {
+            auto request = net::decode_admin<net::ReplicaSetRequest>(frame.payload);
+            if (!request) break;
+            on_replica_set(from, *request);
             return;
         }
         case net::DataType::read_replica_request: {

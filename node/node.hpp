@@ -162,6 +162,7 @@ private:
     void on_replicate(const ConnectionPtr& from, const net::ReplicateRequest& request);
     void on_read_replica(const ConnectionPtr& from, const net::ReadReplicaRequest& request);
     void on_leave_request(const ConnectionPtr& from, const net::LeaveRequest& request);
+    void on_replica_set(const ConnectionPtr& from, const net::ReplicaSetRequest& request);
 
     // Per-vnode bookkeeping. A vnode's span is (the previous vnode of this process, vnode]:
     // its own arc (predecessor, vnode] and, before it, the keys this process holds as a
@@ -191,6 +192,17 @@ private:
     void handoff_next(const std::shared_ptr<Handoff>& job);
     void handoff_batch(const std::shared_ptr<Handoff>& job);
     void leave_ring(NodeCallback done, Status handoff_status);
+
+    // Dropping copies held for owners whose replica set no longer has this process
+    // (node/replica_gc.cpp); runs after a vnode's repair round, as part of it.
+    struct GcJob;
+    void gc_start(std::size_t index);
+    void gc_done();
+    void gc_step(const std::shared_ptr<GcJob>& job);
+    void gc_owner(const std::shared_ptr<GcJob>& job, const Result<chord::LookupResult>& found);
+    void gc_decide(const std::shared_ptr<GcJob>& job, const chord::Peer& owner,
+                   std::vector<std::string> holders);
+    void gc_push(const std::shared_ptr<GcJob>& job);
 
     // Tombstone purge.
     void arm_purge();
@@ -243,6 +255,7 @@ private:
     std::vector<std::pair<chord::NodeId, std::size_t>> sorted_ids_;
     boost::asio::steady_timer purge_timer_;
     std::uint64_t tombstones_purged_ = 0;
+    std::uint64_t copies_dropped_ = 0;
     bool leaving_ = false;
     NodeCallback left_handler_;
     chord::Time timer_at_ = chord::Time::max();

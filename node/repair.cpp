@@ -127,9 +127,13 @@ void Node::repair_round() {
 }
 
 void Node::repair_done(const std::shared_ptr<RepairJob>& job) {
-    repairing_ = false;
     const auto& pred = vnodes_[job->vnode]->ring_state().predecessor;
-    if (job->complete && pred && pred->id == job->from) arc_synced_[job->vnode] = true;
+    if (job->complete && pred && pred->id == job->from) {
+        arc_synced_[job->vnode] = true;
+        gc_start(job->vnode);  // ends the round (gc_done)
+        return;
+    }
+    repairing_ = false;
     arm_repair();
 }
 

@@ -147,10 +147,12 @@ Result<T> ask(chordkv::net::RequestClient& client, const Request& request,
     return reply_as<T>(*frame, client.address());
 }
 
-Result<chordkv::net::InfoReply> fetch_info(const std::string& address, const Settings& s) {
+// keys: also count each vnode's keys (stats; the node reads every key's header).
+Result<chordkv::net::InfoReply> fetch_info(const std::string& address, const Settings& s,
+                                           bool keys = false) {
     auto client = chordkv::net::RequestClient::connect(address, s.timeout, s.cluster_key);
     if (!client) return Result<chordkv::net::InfoReply>(client.error());
-    return ask<chordkv::net::InfoReply>(**client, chordkv::net::InfoRequest{1}, s.timeout);
+    return ask<chordkv::net::InfoReply>(**client, chordkv::net::InfoRequest{1, keys}, s.timeout);
 }
 
 // One vnode met on the ring walk: where it lives and what its process says about it.
@@ -316,8 +318,14 @@ int cmd_get(const Settings& s, const std::string& key) {
 }
 
 int cmd_stats(const Settings& s) {
-    auto info = fetch_info(s.node, s);
+    auto info = fetch_info(s.node, s, /*keys=*/true);
     if (!info) return fail(info.error().message());
+    std::uint64_t owned = 0;
+    std::uint64_t replica = 0;
+    for (const auto& v : info->vnodes) {
+        owned += v.keys_owned;
+        replica += v.replica_keys;
+    }
     if (s.json) {
         std::cout << "{\"address\":" << json_string(info->address)
                   << ",\"version\":" << json_string(info->version)
@@ -325,7 +333,10 @@ int cmd_stats(const Settings& s) {
                   << ",\"frames_dropped\":" << info->frames_dropped
                   << ",\"frames_unauthenticated\":" << info->frames_unauthenticated
                   << ",\"tcp_connections_dropped\":" << info->tcp_connections_dropped
-                  << ",\"vnodes\":[";
+                  << ",\"keys_owned\":" << owned << ",\"replica_keys\":" << replica
+                  << ",\"repair_rounds\":" << info->repair_rounds
+                  << ",\"tombstones_purged\":" << info->tombstones_purged
+                  << ",\"copies_dropped\":" << info->copies_dropped << ",\"vnodes\":[";
         for (std::size_t i = 0; i < info->vnodes.size(); ++i) {
             const auto& v = info->vnodes[i];
             std::cout << (i ? "," : "") << "\n {\"id\":" << json_string(v.id.to_hex())
@@ -334,7 +345,15 @@ int cmd_stats(const Settings& s) {
                       << ",\"lookups_started\":" << v.lookups_started
                       << ",\"lookups_failed\":" << v.lookups_failed
                       << ",\"lookup_hops\":" << v.lookup_hops
-                      << ",\"rpc_timeouts\":" << v.rpc_timeouts << "}";
+                      << ",\"rpc_timeouts\":" << v.rpc_timeouts
+                      << ",\"keys_owned\":" << v.keys_owned
+                      << ",\"replica_keys\":" << v.replica_keys
+                      << ",\"tombstones\":" << v.tombstones
+                      << ",\"handoff_keys_sent\":" << v.handoff_keys_sent
+                      << ",\"handoff_keys_received\":" << v.handoff_keys_received
+                      << ",\"repair_keys_sent\":" << v.repair_keys_sent
+                      << ",\"repair_keys_received\":" << v.repair_keys_received
+                      << ",\"arc_settled\":" << (v.arc_settled ? "true" : "false") << "}";
         }
         std::cout << "\n]}\n";
         return kExitOk;
@@ -342,13 +361,23 @@ int cmd_stats(const Settings& s) {
     std::cout << info->address << " (" << info->version << ")\n"
               << "datagrams received " << info->datagrams_received << ", frames dropped "
               << info->frames_dropped << ", unauthenticated " << info->frames_unauthenticated
-              << "\n";
+              << "\n"
+              << "keys owned " << owned << ", replica keys " << replica << ", repair rounds "
+              << info->repair_rounds << ", tombstones purged " << info->tombstones_purged
+              << ", copies dropped " << info->copies_dropped << "\n";
+    using ull = unsigned long long;
     for (const auto& v : info->vnodes) {
-        std::printf("  %s %-8s fingers %3u lookups %llu (failed %llu) rpc timeouts %llu\n",
-                    v.id.short_hex(10).c_str(), state_name(v.state), v.fingers_set,
-                    static_cast<unsigned long long>(v.lookups_started),
-                    static_cast<unsigned long long>(v.lookups_failed),
-                    static_cast<unsigned long long>(v.rpc_timeouts));
+        std::printf(
+            "  %s %-8s fingers %3u lookups %llu (failed %llu) rpc timeouts %llu\n"
+            "             keys owned %llu, replica %llu, tombstones %llu; handoff sent %llu "
+            "received %llu; repair sent %llu received %llu%s\n",
+            v.id.short_hex(10).c_str(), state_name(v.state), v.fingers_set,
+            static_cast<ull>(v.lookups_started), static_cast<ull>(v.lookups_failed),
+            static_cast<ull>(v.rpc_timeouts), static_cast<ull>(v.keys_owned),
+            static_cast<ull>(v.replica_keys), static_cast<ull>(v.tombstones),
+            static_cast<ull>(v.handoff_keys_sent), static_cast<ull>(v.handoff_keys_received),
+            static_cast<ull>(v.repair_keys_sent), static_cast<ull>(v.repair_keys_received),
+            v.arc_settled ? "" : " (arc being synced)");
     }
     return kExitOk;
 }

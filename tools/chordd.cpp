@@ -41,6 +41,7 @@ struct Settings {
     std::int64_t tombstone_grace_ms = 24 * 3600 * 1000;
     std::int64_t purge_interval_ms = 10 * 60 * 1000;
     std::int64_t handoff_timeout_ms = 120 * 1000;
+    std::int64_t repair_interval_ms = 500;
     std::string log_level = "info";
     std::string config;
 };
@@ -74,7 +75,8 @@ int run(const Settings& settings) {
          {std::pair{"--join-timeout", settings.join_timeout_ms},
           std::pair{"--tombstone-grace", settings.tombstone_grace_ms},
           std::pair{"--purge-interval", settings.purge_interval_ms},
-          std::pair{"--handoff-timeout", settings.handoff_timeout_ms}}) {
+          std::pair{"--handoff-timeout", settings.handoff_timeout_ms},
+          std::pair{"--repair-interval", settings.repair_interval_ms}}) {
         if (value <= 0) {
             spdlog::error("{} must be positive, got {}", flag, value);
             return kExitUsage;
@@ -83,6 +85,7 @@ int run(const Settings& settings) {
     options.tombstone_grace = std::chrono::milliseconds(settings.tombstone_grace_ms);
     options.purge_interval = std::chrono::milliseconds(settings.purge_interval_ms);
     options.handoff_timeout = std::chrono::milliseconds(settings.handoff_timeout_ms);
+    options.repair_interval = std::chrono::milliseconds(settings.repair_interval_ms);
     if (!settings.cluster_key_file.empty()) {
         auto key = chordkv::net::read_cluster_key_file(settings.cluster_key_file);
         if (!key) {
@@ -192,6 +195,8 @@ int main(int argc, char** argv) {
          "milliseconds between tombstone purges")  //
         ("handoff-timeout", po::value(&s.handoff_timeout_ms)->default_value(s.handoff_timeout_ms),
          "milliseconds a graceful leave may spend handing its keys over")  //
+        ("repair-interval", po::value(&s.repair_interval_ms)->default_value(s.repair_interval_ms),
+         "milliseconds between replica maintenance rounds (one vnode's arc each)")  //
         ("cluster-key-file", po::value(&s.cluster_key_file),
          "file holding the cluster key; every frame is authenticated with it")  //
         ("log-level", po::value(&s.log_level)->default_value(s.log_level),      //

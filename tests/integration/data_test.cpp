@@ -152,6 +152,18 @@ std::size_t under_replicated(Cluster& cluster, const std::vector<std::size_t>& l
     return under;
 }
 
+// Keys (of `keys`) without exactly `r` copies on the live processes: none missing, and no
+// copy left behind on a process outside the key's replica set.
+std::size_t not_exactly_replicated(Cluster& cluster, const std::vector<std::size_t>& live,
+                                   const std::vector<std::string>& keys, int r) {
+    std::map<std::size_t, std::unique_ptr<net::RequestClient>> conns;
+    std::size_t off = 0;
+    for (const auto& key : keys) {
+        if (copies_of(cluster, live, key, conns) != r) ++off;
+    }
+    return off;
+}
+
 TEST(DataIntegration, RepairRestoresThreeCopiesAfterEachCrash) {
     Cluster cluster({});
     ASSERT_TRUE(cluster.start(0, -1)) << cluster.log(0);
@@ -231,6 +243,7 @@ TEST(DataIntegration, JoinDuringWritesMovesOnlyTheNewArcsAndLosesNothing) {
     // 8), and the new process's 1/6 must be within 25% (here about 9%, so about 3 sigma).
     ClusterOptions options;
     options.vnodes = 128;
+    options.extra_flags = {"--repair-interval", "50"};  // a round over 128 vnodes in ~6 s
     Cluster cluster(options);
     ASSERT_TRUE(cluster.start(0, -1)) << cluster.log(0);
     for (std::size_t i = 1; i < 5; ++i) ASSERT_TRUE(cluster.start(i, 0)) << cluster.log(i);
@@ -322,6 +335,23 @@ TEST(DataIntegration, JoinDuringWritesMovesOnlyTheNewArcsAndLosesNothing) {
     auto stats = cluster.info(5);
     ASSERT_TRUE(stats);
     EXPECT_GT(stats->repair_keys_pulled, 0u) << "the new process pulled nothing";
+
+    // The processes that dropped out of a replica set dropped their copies (after the new
+    // holders had them): exactly 3 copies of every key.
+    const auto gc_start = std::chrono::steady_clock::now();
+    std::size_t off = 0;
+    EXPECT_TRUE(wait_for(
+        [&] {
+            off = not_exactly_replicated(cluster, {0, 1, 2, 3, 4, 5}, keys, 3);
+            return off == 0;
+        },
+        90s, 500ms))
+        << off << " keys do not have exactly 3 copies";
+    std::cout << "[join] exactly 3 copies of every key "
+              << std::chrono::duration_cast<std::chrono::milliseconds>(
+                     std::chrono::steady_clock::now() - gc_start)
+                     .count()
+              << " ms later\n";
 }
 
 }  // namespace
@@ -348,6 +378,7 @@ std::size_t wrong_reads(Client& client, const std::vector<std::string>& keys,
 TEST(DataIntegration, GracefulLeaveMovesOnlyTheLeaversArcsAndLosesNothing) {
     ClusterOptions options;
     options.vnodes = 32;
+    options.extra_flags = {"--repair-interval", "100"};
     Cluster cluster(options);
     ASSERT_TRUE(cluster.start(0, -1)) << cluster.log(0);
     for (std::size_t i = 1; i < 6; ++i) ASSERT_TRUE(cluster.start(i, 0)) << cluster.log(i);
@@ -433,9 +464,9 @@ TEST(DataIntegration, GracefulLeaveMovesOnlyTheLeaversArcsAndLosesNothing) {
         }
         EXPECT_GT(received, 0u);
         const auto repair_start = std::chrono::steady_clock::now();
-        ASSERT_TRUE(
-            wait_for([&] { return under_replicated(cluster, live, keys, 3) == 0; }, 60s, 500ms));
-        std::cout << "[leave] 3 copies of every key "
+        ASSERT_TRUE(wait_for([&] { return not_exactly_replicated(cluster, live, keys, 3) == 0; },
+                             60s, 500ms));
+        std::cout << "[leave] exactly 3 copies of every key "
                   << std::chrono::duration_cast<std::chrono::milliseconds>(
                          std::chrono::steady_clock::now() - repair_start)
                          .count()
