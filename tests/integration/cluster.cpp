@@ -106,11 +106,11 @@ bool Cluster::running(std::size_t i) {
     return procs_[i].child && procs_[i].child->running();
 }
 
-Result<net::InfoReply> Cluster::info(std::size_t i) const {
+Result<net::InfoReply> Cluster::info(std::size_t i, bool keys) const {
     using R = Result<net::InfoReply>;
     auto client = net::RequestClient::connect(address(i), std::chrono::seconds(2), key_);
     if (!client) return R(client.error());
-    auto frame = (*client)->call(net::encode_admin(net::InfoRequest{7}, (*client)->key()),
+    auto frame = (*client)->call(net::encode_admin(net::InfoRequest{7, keys}, (*client)->key()),
                                  std::chrono::seconds(2));
     if (!frame) return R(frame.error());
     if (frame->type != net::admin_type<net::InfoReply>()) {

@@ -43,8 +43,8 @@ public:
     const std::string& log_path(std::size_t i) const { return procs_[i].log; }
     std::string log(std::size_t i) const;
 
-    // The vnodes of process i, over the wire.
-    Result<net::InfoReply> info(std::size_t i) const;
+    // The vnodes of process i, over the wire; with `keys`, their key counts too.
+    Result<net::InfoReply> info(std::size_t i, bool keys = false) const;
     // "" when the running processes form the ideal ring (one ordered ring of all their vnodes,
     // successor lists = the next min(r, M-1), predecessors right); else the first problem.
     std::string ideal_ring_problem() const;

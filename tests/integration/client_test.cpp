@@ -1,0 +1,159 @@
+// The smart chordkv::Client against real processes: one ring walk on first use, then every
+// operation straight to its key's owner (no redirects); after a join the view goes stale, is
+// walked again, and the redirects stop.
+#include "node/client.hpp"
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "cluster.hpp"
+#include "net/admin_codec.hpp"
+#include "net/request_client.hpp"
+
+namespace chordkv::testing {
+namespace {
+
+using namespace std::chrono_literals;
+
+constexpr int kKeys = 300;
+
+std::string key_of(int k) {
+    return "smart-" + std::to_string(k);
+}
+
+// The owner of `key` as the ring itself answers it (LookupRequest to process `via`).
+Result<std::string> lookup_owner(const Cluster& cluster, std::size_t via, const std::string& key) {
+    using R = Result<std::string>;
+    auto c = net::RequestClient::connect(cluster.address(via), 5s);
+    if (!c) return R(c.error());
+    auto frame = (*c)->call(net::encode_admin(net::LookupRequest{1, key}, nullptr), 5s);
+    if (!frame) return R(frame.error());
+    if (frame->type != net::admin_type<net::LookupReply>()) {
+        return R(Errc::malformed_message, "answered with type " + std::to_string(frame->type));
+    }
+    auto reply = net::decode_admin<net::LookupReply>(frame->payload);
+    if (!reply) return R(reply.error());
+    return reply->owner.address;
+}
+
+class ClientIntegration : public ::testing::Test {
+protected:
+    void SetUp() override {
+        ASSERT_TRUE(cluster_.start(0, -1)) << cluster_.log(0);
+        for (std::size_t i = 1; i < 3; ++i) {
+            ASSERT_TRUE(cluster_.start(i, static_cast<int>(i - 1))) << cluster_.log(i);
+        }
+        wait_ideal();
+    }
+
+    void wait_ideal() {
+        std::string problem;
+        ASSERT_TRUE(
+            wait_for([&] { return (problem = cluster_.ideal_ring_problem()).empty(); }, 20s))
+            << problem;
+    }
+
+    ClientOptions options() const {
+        ClientOptions o;
+        o.seeds = {cluster_.address(0)};
+        o.timeout = 5s;
+        return o;
+    }
+
+    Cluster cluster_{{}};
+};
+
+TEST_F(ClientIntegration, StraightToTheOwnerWithoutRedirects) {
+    Client client(options());
+    // The first request walks the ring: every vnode of every process is in the view.
+    ASSERT_TRUE(client.put(key_of(0), "v0"));
+    auto stats = client.stats();
+    EXPECT_EQ(stats.ring_walks, 1u);
+    EXPECT_EQ(stats.view_processes, 3u);
+    EXPECT_EQ(stats.view_vnodes, 3u * 8u);
+    for (int k = 1; k < kKeys; ++k) ASSERT_TRUE(client.put(key_of(k), "v" + std::to_string(k)));
+
+    // N gets: one request each, answered by the owner, zero redirects.
+    const auto before = client.stats();
+    for (int k = 0; k < kKeys; ++k) {
+        auto got = client.get(key_of(k));
+        ASSERT_TRUE(got) << got.error().message();
+        EXPECT_TRUE(got->found && got->value == "v" + std::to_string(k)) << key_of(k);
+    }
+    const auto after = client.stats();
+    EXPECT_EQ(after.redirects_followed, before.redirects_followed);
+    EXPECT_EQ(client.redirects_followed(), before.redirects_followed);
+    EXPECT_EQ(after.requests - before.requests, static_cast<std::uint64_t>(kKeys));
+    EXPECT_EQ(after.seed_fallbacks, before.seed_fallbacks);
+    EXPECT_EQ(after.ring_walks, 1u);
+
+    // Each key's request goes to its owner's address, as the ring's own lookup names it.
+    for (int k = 0; k < kKeys; k += 15) {
+        auto owner = lookup_owner(cluster_, static_cast<std::size_t>(k) % 3, key_of(k));
+        ASSERT_TRUE(owner) << owner.error().message();
+        EXPECT_EQ(client.route(key_of(k)), *owner) << key_of(k);
+    }
+
+    // For comparison, a client that always starts at the seed follows a redirect for every key
+    // the seed does not own (about two in three).
+    ClientOptions plain = options();
+    plain.smart_routing = false;
+    Client seed_only(plain);
+    for (int k = 0; k < kKeys; ++k) ASSERT_TRUE(seed_only.get(key_of(k)));
+    EXPECT_GT(seed_only.redirects_followed(), static_cast<std::uint64_t>(kKeys / 3));
+    EXPECT_EQ(seed_only.stats().ring_walks, 0u);
+}
+
+TEST_F(ClientIntegration, AJoinMakesTheViewStaleAndItIsWalkedAgain) {
+    Client client(options());
+    for (int k = 0; k < kKeys; ++k) ASSERT_TRUE(client.put(key_of(k), "v" + std::to_string(k)));
+    ASSERT_EQ(client.stats().view_processes, 3u);
+
+    ASSERT_TRUE(cluster_.start(3, 1)) << cluster_.log(3);
+    wait_ideal();
+
+    // Keys of the arcs the new process took are redirected by their old owners, which the
+    // view named: the view goes stale and is walked again (rate-limited); then no redirects.
+    bool settled = false;
+    for (int pass = 0; pass < 20 && !settled; ++pass) {
+        const auto before = client.redirects_followed();
+        for (int k = 0; k < kKeys; ++k) {
+            auto got = client.get(key_of(k));
+            ASSERT_TRUE(got) << key_of(k) << ": " << got.error().message();
+        }
+        settled = client.redirects_followed() == before && client.stats().view_processes == 4u;
+        if (!settled) std::this_thread::sleep_for(client.ring_view().options().rewalk_interval_min);
+    }
+    EXPECT_TRUE(settled) << "redirects did not stop after the join";
+    EXPECT_GE(client.stats().ring_walks, 2u);
+    EXPECT_EQ(client.stats().view_vnodes, 4u * 8u);
+    for (int k = 0; k < kKeys; k += 15) {
+        auto owner = lookup_owner(cluster_, 3, key_of(k));
+        ASSERT_TRUE(owner) << owner.error().message();
+        EXPECT_EQ(client.route(key_of(k)), *owner) << key_of(k);
+    }
+}
+
+TEST_F(ClientIntegration, AnOwnerThatDiedIsForgottenAndTheSeedsServe) {
+    ClientOptions o = options();
+    o.seeds = {cluster_.address(0), cluster_.address(1)};
+    Client client(o);
+    for (int k = 0; k < kKeys; ++k) ASSERT_TRUE(client.put(key_of(k), "v" + std::to_string(k)));
+    cluster_.kill9(2);
+    wait_ideal();
+    int served = 0;
+    for (int k = 0; k < kKeys; ++k) {
+        auto got = client.get(key_of(k));
+        ASSERT_TRUE(got) << key_of(k) << ": " << got.error().message();
+        if (got->found) ++served;
+    }
+    EXPECT_EQ(served, kKeys);  // R = 3: every key has copies on the two live processes
+    EXPECT_GE(client.stats().seed_fallbacks, 1u);
+    for (int k = 0; k < kKeys; ++k) EXPECT_NE(client.route(key_of(k)), cluster_.address(2));
+}
+
+}  // namespace
+}  // namespace chordkv::testing
