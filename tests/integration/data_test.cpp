@@ -428,7 +428,7 @@ TEST(DataIntegration, GracefulLeaveMovesOnlyTheLeaversArcsAndLosesNothing) {
     std::vector<std::size_t> live = {0, 1, 2, 3, 4, 5};
     ASSERT_TRUE(wait_for([&] { return under_replicated(cluster, live, keys, 3) == 0; }, 30s));
 
-    // Two leaves: SIGTERM of process 2, then a LeaveRequest (chordctl leave) to process 4.
+    // Two leaves: SIGTERM of process 2, then `chordctl leave` to process 4.
     for (std::size_t leaver : {std::size_t{2}, std::size_t{4}}) {
         SCOPED_TRACE("leaver " + std::to_string(leaver));
         const auto before = owners_of(cluster, live, keys);
@@ -439,14 +439,11 @@ TEST(DataIntegration, GracefulLeaveMovesOnlyTheLeaversArcsAndLosesNothing) {
             ASSERT_TRUE(status.has_value()) << "no exit after SIGTERM\n" << cluster.log(leaver);
             EXPECT_EQ(*status, 0) << cluster.log(leaver);
         } else {
-            auto conn = net::RequestClient::connect(cluster.address(leaver), 2s);
-            ASSERT_TRUE(conn);
-            auto frame = (*conn)->call(net::encode_admin(net::LeaveRequest{9}, nullptr), 60s);
-            ASSERT_TRUE(frame) << frame.error().message();
-            ASSERT_EQ(frame->type, net::admin_type<net::LeaveReply>());
-            auto reply = net::decode_admin<net::LeaveReply>(frame->payload);
-            ASSERT_TRUE(reply);
-            EXPECT_GT(reply->keys_handed_off, 0u);
+            auto left = run_command(
+                {chordctl_path(), "--node", cluster.address(leaver), "--json", "leave"}, 90s);
+            ASSERT_EQ(left.exit_code, 0) << left.out << cluster.log(leaver);
+            EXPECT_NE(left.out.find("\"keys_handed_off\":"), std::string::npos) << left.out;
+            EXPECT_EQ(left.out.find("\"keys_handed_off\":0}"), std::string::npos) << left.out;
             ASSERT_TRUE(wait_for([&] { return !cluster.running(leaver); }, 30s))
                 << "still running after LeaveReply\n"
                 << cluster.log(leaver);
