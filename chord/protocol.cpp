@@ -538,6 +538,10 @@ void Protocol::tick(Time now) {
         fix_fingers_at_ = now + jittered(options_.fix_fingers_interval);
         fix_fingers(now);
     }
+    if (now >= merge_at_) {
+        merge_at_ = now + jittered(options_.merge_interval);
+        merge_probe(now);
+    }
 }
 
 Time Protocol::next_deadline() const {
@@ -545,7 +549,8 @@ Time Protocol::next_deadline() const {
     // them otherwise, and a past deadline reported here would wake the owner in a busy loop.
     const bool maintaining = ring_.state == MemberState::member;
     return std::min({rpcs_.next_deadline(), maintaining ? stabilize_at_ : Time::max(),
-                     maintaining ? fix_fingers_at_ : Time::max(), leave_deadline_});
+                     maintaining ? fix_fingers_at_ : Time::max(),
+                     maintaining ? merge_at_ : Time::max(), leave_deadline_});
 }
 
 void Protocol::adopt_successors(const Peer& first, const std::vector<Peer>& rest) {
@@ -687,6 +692,7 @@ void Protocol::approach(Time now, const Peer& candidate, std::size_t steps_left)
 
 void Protocol::successor_failed(Time now, const Peer& s) {
     forget(s);
+    remember_departed(now, s);
     auto& list = ring_.successors;
     list.erase(
         std::remove_if(list.begin(), list.end(), [&](const Peer& p) { return p.id == s.id; }),
@@ -789,7 +795,7 @@ void Protocol::rectify(Time now, const Peer& candidate) {
     if (pinging_predecessor_) return;
     pinging_predecessor_ = true;
     const Peer pinged = *pred;
-    call(now, pinged, Ping{}, [this, pinged](Time, Result<Envelope> reply) {
+    call(now, pinged, Ping{}, [this, pinged](Time t, Result<Envelope> reply) {
         pinging_predecessor_ = false;
         if (ring_.state != MemberState::member) return;
         auto replacement = std::move(predecessor_candidate_);
@@ -803,6 +809,7 @@ void Protocol::rectify(Time now, const Peer& candidate) {
         }
         if (reply.code() == Errc::busy) return;  // unknown: it stays
         forget(pinged);
+        remember_departed(t, pinged);
         if (ring_.predecessor && ring_.predecessor->id == pinged.id) {
             ring_.predecessor = replacement;
         }
@@ -897,6 +904,76 @@ void Protocol::forget(const Peer& peer) {
     if (suspected(peer.id)) return;
     if (suspects_.size() >= kSuspectsMax) suspects_.erase(suspects_.begin());
     suspects_.push_back({peer.id, now_ + options_.suspect_duration});
+}
+
+// --- ring merging -----------------------------------------------------------------------
+//
+// A partition (or a cut link) longer than failure detection leaves each side with a ring of
+// its own: every vnode dropped the other side's vnodes, and nothing in Chord's maintenance
+// ever contacts them again. So failed neighbours are remembered (merge_memory), and every
+// merge_interval one of them is probed: a lookup of our own id, started at its address. Once
+// it answers, its side names successor(self) as it sees it; when that vnode lies between us
+// and our successor, our ring is missing it, and we approach it — the same verified step as
+// stabilize (it must answer; nothing is adopted on the word of a third party). Notify and
+// stabilize then splice the two rings together, vnode by vnode, from both sides.
+
+void Protocol::remember_departed(Time now, const Peer& peer) {
+    if (peer.id == ring_.self.id) return;
+    const Time until = now + options_.merge_memory;
+    for (auto& [p, t] : departed_) {
+        if (p.id == peer.id) {
+            t = until;
+            return;
+        }
+    }
+    if (departed_.size() >= kDepartedMax) departed_.erase(departed_.begin());
+    departed_.emplace_back(peer, until);
+    if (merge_at_ == Time::max()) merge_at_ = now + jittered(options_.merge_interval);
+}
+
+void Protocol::merge_probe(Time now) {
+    departed_.erase(std::remove_if(departed_.begin(), departed_.end(),
+                                   [now](const auto& d) { return d.second <= now; }),
+                    departed_.end());
+    if (departed_.empty()) {
+        merge_at_ = Time::max();
+        return;
+    }
+    if (merging_) return;
+    const Peer via = departed_[next_departed_++ % departed_.size()].first;
+    merging_ = true;
+    ++stats_.merge_probes;
+    Lookup lookup;
+    lookup.target = ring_.self.id;
+    lookup.bootstrap_address = via.address;
+    lookup.done = [this, via](Time t, Result<LookupResult> found) {
+        merging_ = false;
+        on_merge_found(t, via, std::move(found));
+    };
+    start_lookup(now, std::move(lookup));
+}
+
+void Protocol::on_merge_found(Time now, const Peer& via, Result<LookupResult> found) {
+    if (ring_.state != MemberState::member || !found) return;  // still away: probe again later
+    std::optional<Peer> s;
+    for (const Peer& p : found->replicas) {
+        if (p.id != ring_.self.id) {
+            s = p;
+            break;
+        }
+    }
+    if (!s) return;
+    const Peer& ours = ring_.successors.front();
+    if (s->id == ours.id) {
+        // Its side and ours agree on our successor: one ring here. Stop probing it.
+        departed_.erase(std::remove_if(departed_.begin(), departed_.end(),
+                                       [&](const auto& d) { return d.first.id == via.id; }),
+                        departed_.end());
+        return;
+    }
+    if (stabilizing_ || !in_open(s->id, ring_.self.id, ours.id)) return;
+    ++stats_.merges;
+    approach(now, *s, options_.successors);
 }
 
 bool Protocol::suspected(const NodeId& id) const {

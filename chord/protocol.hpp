@@ -83,6 +83,13 @@ struct ProtocolOptions {
     // How long a peer that failed an RPC is not approached again on a neighbour's word (its
     // neighbours take a few seconds to notice the failure and stop naming it).
     Duration suspect_duration = std::chrono::seconds(3);
+    // Ring merging: a successor or predecessor that failed is remembered this long, and every
+    // merge_interval one of them is asked (a lookup of our own id through it) where our
+    // successor is on its side. It answers once it is reachable again — after a partition or
+    // a cut link healed, when each side has dropped the other and formed a ring of its own —
+    // and a successor closer than ours is approached, which pulls the two rings into one.
+    Duration merge_interval = std::chrono::seconds(2);
+    Duration merge_memory = std::chrono::minutes(10);
     // How long leave() waits for the neighbours' acks before finishing anyway.
     Duration leave_timeout = std::chrono::seconds(2);
     // Relative jitter on timer periods and retry backoff, to de-synchronise vnodes.
@@ -122,6 +129,8 @@ struct ProtocolStats {
     std::uint64_t rpcs_rejected = 0;  // calls refused because inflight_rpcs_max was reached
     std::uint64_t messages_received = 0;
     std::uint64_t messages_ignored = 0;  // late replies, wrong state, not for us
+    std::uint64_t merge_probes = 0;      // lookups through a departed peer
+    std::uint64_t merges = 0;            // probes that found a closer successor to approach
 };
 
 class Protocol {
@@ -211,6 +220,10 @@ private:
     void on_leave(Time now, const Envelope& in, const Leave& leave);
     void finish_leave(Time now, Status status);
     void forget(const Peer& peer);  // a peer failed an RPC: drop it from the fingers
+    // Ring merging (ProtocolOptions::merge_interval).
+    void remember_departed(Time now, const Peer& peer);
+    void merge_probe(Time now);
+    void on_merge_found(Time now, const Peer& via, Result<LookupResult> found);
     bool suspected(const NodeId& id) const;
     Duration jittered(Duration interval);
 
@@ -244,6 +257,12 @@ private:
     // Peers that failed recently, with when to stop suspecting them (bounded, oldest first).
     static constexpr std::size_t kSuspectsMax = 64;
     std::vector<std::pair<NodeId, Time>> suspects_;
+    // Neighbours that failed (not those that left), with when to stop probing them; bounded.
+    static constexpr std::size_t kDepartedMax = 32;
+    std::vector<std::pair<Peer, Time>> departed_;
+    std::size_t next_departed_ = 0;
+    Time merge_at_ = Time::max();
+    bool merging_ = false;
     Time now_{};  // the `now` of the latest call, for bookkeeping inside helpers
 
     std::map<std::uint64_t, Lookup> lookups_;

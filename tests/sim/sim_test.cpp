@@ -269,6 +269,48 @@ TEST(SimTest, HealsAfterABriefPartition) {
     }
 }
 
+// (e') A partition far longer than failure detection: each side drops the other and forms a
+// ring of its own. After the heal the rings merge into one (ring merging probes the
+// departed neighbours), and lookups are right again.
+TEST(SimTest, MergesTheRingsAfterALongPartition) {
+    for (std::uint64_t seed : {31, 32, 33}) {
+        SCOPED_TRACE("seed " + std::to_string(seed));
+        Simulator sim(options_for(seed));
+        grow(sim, 60, 50ms);
+        expect_converges(sim, 120s);
+        std::bernoulli_distribution half(0.5);
+        for (std::size_t node : sim.up_nodes()) sim.set_group(node, half(sim.rng()) ? 1 : 0);
+        sim.run_for(30s);  // both sides settle into rings of their own
+        sim.heal();
+        expect_converges(sim, 120s);
+        expect_all_invariants(sim);
+        // Two rings while partitioned are the partition's doing; the other always-invariants
+        // (at least one ring, ordered lists, no duplicates) must hold throughout.
+        const InvariantTally& t = sim.invariant_tally();
+        EXPECT_GT(t.count(Invariant::at_most_one_ring), 0u) << "the sides never split";
+        EXPECT_EQ(t.always_total() - t.count(Invariant::at_most_one_ring), 0u) << tally_text(t);
+        expect_lookups_correct(sim, 500);
+    }
+}
+
+// A single process cut off for long (a cut link): its vnodes form a ring of their own, and
+// rejoin the others after the link is back.
+TEST(SimTest, ACutOffProcessRejoinsAfterTheLinkIsBack) {
+    const std::uint64_t seed = 61;
+    SCOPED_TRACE("seed " + std::to_string(seed));
+    SimulatorOptions o = options_for(seed);
+    o.vnodes = 4;
+    Simulator sim(o);
+    grow(sim, 10, 100ms);
+    expect_converges(sim, 120s);
+    sim.set_group(3, 1);
+    sim.run_for(20s);
+    sim.heal();
+    expect_converges(sim, 120s);
+    expect_all_invariants(sim);
+    expect_lookups_correct(sim, 200);
+}
+
 // A leave whose neighbours do not answer outlasts a stabilize period; the leaving vnode must
 // still let simulated time pass (its next deadline must move past now after each tick).
 TEST(SimTest, LeaveWhileNeighboursAreUnreachableDoesNotSpin) {
