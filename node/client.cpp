@@ -1,10 +1,13 @@
 #include "node/client.hpp"
 
+#include <algorithm>
+
 #include "net/admin_codec.hpp"
+#include "node/reply.hpp"
 
 namespace chordkv {
 
-Client::Client(ClientOptions options) : options_(std::move(options)) {}
+Client::Client(ClientOptions options) : options_(std::move(options)), view_(options_.ring_view) {}
 
 Result<net::RequestClient*> Client::connection(const std::string& address) {
     using R = Result<net::RequestClient*>;
@@ -16,54 +19,125 @@ Result<net::RequestClient*> Client::connection(const std::string& address) {
     return raw;
 }
 
+template <typename Request>
+Result<net::Frame> Client::exchange(const std::string& address, Request& request) {
+    auto c = connection(address);
+    if (!c) return Result<net::Frame>(c.error());
+    request.request_id = next_request_id_++;
+    auto frame = (*c)->call(net::encode_admin(request, (*c)->key()), options_.timeout);
+    if (!frame) connections_.erase(address);  // the stream is in an unknown state
+    return frame;
+}
+
+void Client::refresh_view() {
+    using Clock = RingView::Clock;
+    if (!options_.smart_routing || !view_.walk_due(Clock::now())) return;
+    ++stats_.ring_walks;
+    RingWalk walk = view_.start_walk(options_.seeds, Clock::now());
+    // Bounded by the walk: walk_processes_max addresses, none handed out after walk_timeout.
+    while (auto address = walk.next(Clock::now())) {
+        net::InfoRequest request;
+        auto frame = exchange(*address, request);
+        auto info = frame ? decode_reply<net::InfoReply>(*frame, *address)
+                          : Result<net::InfoReply>(frame.error());
+        if (info && info->request_id == request.request_id) {
+            walk.on_reply(*address, *info);
+        } else {
+            if (info) connections_.erase(*address);  // answered another request
+            walk.on_failure(*address);
+        }
+    }
+    view_.finish_walk(walk);
+}
+
+std::string Client::route(std::string_view key) {
+    refresh_view();
+    if (options_.smart_routing) {
+        if (const std::string* owner = view_.owner(chord::NodeId::hash(key))) return *owner;
+    }
+    return options_.seeds.empty() ? std::string() : options_.seeds.front();
+}
+
+ClientStats Client::stats() const {
+    ClientStats out = stats_;
+    out.view_vnodes = view_.size();
+    out.view_processes = view_.processes();
+    return out;
+}
+
 template <typename Reply, typename Request>
 Result<Reply> Client::ask_owner(Request request) {
     using R = Result<Reply>;
     if (options_.seeds.empty()) return R(Errc::invalid_argument, "no seed address");
+    const chord::NodeId key_id = chord::NodeId::hash(request.key);
+    refresh_view();
+
+    // Where to go when the current address fails: the seeds in order, each at most once, none
+    // that already failed during this operation.
+    std::vector<std::string> failed;
+    std::size_t next_seed = 0;
+    auto next_fallback = [&]() -> std::optional<std::string> {
+        while (next_seed < options_.seeds.size()) {
+            const std::string& seed = options_.seeds[next_seed++];
+            if (std::find(failed.begin(), failed.end(), seed) != failed.end()) continue;
+            ++stats_.seed_fallbacks;
+            return seed;
+        }
+        return std::nullopt;
+    };
+
+    std::string address;
+    if (const std::string* owner = options_.smart_routing ? view_.owner(key_id) : nullptr) {
+        address = *owner;
+    } else {
+        address = *next_fallback();  // seeds is not empty
+    }
     Error last(Errc::unreachable, "no seed answered");
-    // Seeds in turn for the first hop; redirects after that.
-    for (const auto& seed : options_.seeds) {
-        std::string address = seed;
-        for (int hop = 0; hop <= options_.redirects_max; ++hop) {
-            auto c = connection(address);
-            if (!c) {
-                last = c.error();
-                break;
+    int redirects = 0;
+    // Bounded: each pass follows one of at most redirects_max redirects from the current
+    // starting point, moves on to a seed not tried yet, or returns.
+    for (;;) {
+        ++stats_.requests;
+        auto frame = exchange(address, request);
+        bool give_up_here = false;
+        if (!frame) {
+            last = frame.error();
+            if (options_.smart_routing) view_.on_unreachable(address);
+            failed.push_back(address);
+            give_up_here = true;
+        } else if (frame->type == net::admin_type<net::Redirect>()) {
+            auto redirect = net::decode_admin<net::Redirect>(frame->payload);
+            if (!redirect) return R(redirect.error());
+            if (redirect->owner_address.empty()) {
+                return R(Errc::malformed_message, address + " redirected to no address");
             }
-            request.request_id = next_request_id_++;
-            auto frame = (*c)->call(net::encode_admin(request, (*c)->key()), options_.timeout);
-            if (!frame) {
-                connections_.erase(address);  // the stream is in an unknown state
-                last = frame.error();
-                break;
+            if (options_.smart_routing) {
+                view_.on_redirect(address, key_id, redirect->owner_id, redirect->owner_address);
             }
-            if (frame->type == net::admin_type<net::Redirect>()) {
-                auto redirect = net::decode_admin<net::Redirect>(frame->payload);
-                if (!redirect) return R(redirect.error());
+            if (redirects < options_.redirects_max) {
+                ++redirects;
+                ++stats_.redirects_followed;
                 address = redirect->owner_address;
-                last =
-                    Error(Errc::unreachable, "more than " + std::to_string(options_.redirects_max) +
-                                                 " redirects; the ring is changing");
                 continue;
             }
-            if (frame->type == net::admin_type<net::ErrorReply>()) {
-                auto e = net::decode_admin<net::ErrorReply>(frame->payload);
-                if (!e) return R(e.error());
-                return R(Errc(e->code), address + ": " + e->message);
-            }
-            if (frame->type != net::admin_type<Reply>()) {
-                return R(Errc::malformed_message,
-                         address + " answered with type " + std::to_string(frame->type));
-            }
-            auto reply = net::decode_admin<Reply>(frame->payload);
-            if (reply && reply->request_id != request.request_id) {
-                connections_.erase(address);
-                return R(Errc::malformed_message, address + " answered another request");
-            }
-            return reply;
+            last = Error(Errc::unreachable, "more than " + std::to_string(options_.redirects_max) +
+                                                " redirects; the ring is changing");
+            give_up_here = true;
         }
+        if (give_up_here) {
+            auto fallback = next_fallback();
+            if (!fallback) return R(last);
+            address = std::move(*fallback);
+            redirects = 0;
+            continue;
+        }
+        auto reply = decode_reply<Reply>(*frame, address);
+        if (reply && reply->request_id != request.request_id) {
+            connections_.erase(address);
+            return R(Errc::malformed_message, address + " answered another request");
+        }
+        return reply;
     }
-    return R(last);
 }
 
 Result<std::uint64_t> Client::put(std::string_view key, std::string_view value) {

@@ -1,0 +1,768 @@
+// chord-bench: an asynchronous load generator for a chordkv cluster, in the spirit of
+// redis-benchmark.
+//
+//   chord-bench --nodes 127.0.0.1:7601,127.0.0.1:7602 [--clients 50] [--pipeline 1]
+//               [--requests 100000] [--duration S] [--keys 100000] [--value-bytes 100]
+//               [--ratio 1:1] [--warmup-keys [N]] [--replicas R] [--threads 1] [--json]
+//
+//   ring walk (node/ring_view.hpp, once) ─► warm-up: put keys 0..N-1 (optional, not measured)
+//     ─► measured run until --requests requests or --duration seconds, whichever comes first
+//
+//   client × --clients: its own PeerPool, so its own TCP connection to each process
+//     └ --pipeline requests in flight, each: pick get or put (--ratio) and a key (uniform over
+//       --keys) ─► the key's owner in the ring view ─► reply: latency into the op's histogram
+//       ─► the next request. Redirect: learn the owner, resend there (bounded; the latency
+//       includes the extra hop). Error: counted by kind; a process that does not answer is
+//       dropped from the view, and a stale view is walked again (rate-limited), while the
+//       requests go on.
+//
+// Threads (--threads T): T shards, each with its own io_context, ring view and 1/T of the
+// clients, because a PeerPool belongs to one thread; their counts are merged at the end.
+//
+// Output: per operation: count, ops/s, p50, p99, p99.9, max latency and errors by kind; with
+// --json the same as one JSON object on stdout. Exit 0 when every request succeeded, 1 when
+// some failed, 2 on bad usage or when no seed answers.
+#include <algorithm>
+#include <atomic>
+#include <boost/asio/io_context.hpp>
+#include <boost/program_options.hpp>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <functional>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <optional>
+#include <random>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "chord/node_id.hpp"
+#include "net/admin_codec.hpp"
+#include "net/cluster_key.hpp"
+#include "net/peer_pool.hpp"
+#include "node/reply.hpp"
+#include "node/ring_view.hpp"
+#include "tools/histogram.hpp"
+
+namespace po = boost::program_options;
+using chordkv::decode_reply;
+using chordkv::Errc;
+using chordkv::Error;
+using chordkv::Result;
+using chordkv::RingView;
+using chordkv::RingWalk;
+using chordkv::chord::NodeId;
+using chordkv::net::Frame;
+using chordkv::net::PeerPool;
+using chordkv::tools::Histogram;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+constexpr int kExitOk = 0;
+constexpr int kExitFailures = 1;
+constexpr int kExitError = 2;
+
+// Bounds of the flags.
+constexpr std::size_t kClientsMax = 1000;
+constexpr std::size_t kPipelineMax = 1024;
+constexpr std::size_t kThreadsMax = 8;
+constexpr std::uint64_t kRequestsMax = 1'000'000'000;
+constexpr std::uint64_t kKeysMax = 100'000'000;
+constexpr std::size_t kValueBytesMax = std::size_t{1} << 20;
+constexpr std::chrono::seconds kDurationMax{600};
+// Redirects followed per request before it counts as failed (the ring is changing).
+constexpr int kRedirectsMax = 4;
+
+struct Settings {
+    std::vector<std::string> seeds;
+    std::size_t clients = 50;
+    std::size_t pipeline = 1;
+    std::uint64_t requests = 100'000;
+    std::chrono::milliseconds duration = kDurationMax;
+    std::uint64_t keys = 100'000;
+    std::size_t value_bytes = 100;
+    std::uint32_t get_weight = 1;
+    std::uint32_t put_weight = 1;
+    std::optional<int> replicas;  // what the caller expects of the cluster
+    std::uint64_t warmup_keys = 0;
+    std::size_t threads = 1;
+    std::uint64_t seed = 1;
+    bool json = false;
+    std::chrono::milliseconds timeout{5000};
+    std::string cluster_key;
+    std::string ratio_text = "1:1";
+};
+
+enum Op : std::size_t { kGet = 0, kPut = 1, kOps = 2 };
+const char* const kOpNames[kOps] = {"get", "put"};
+
+const char* errc_name(std::error_code code) {
+    if (code.category() != chordkv::error_category()) return "other";
+    switch (static_cast<Errc>(code.value())) {
+        case Errc::ok:
+            return "ok";
+        case Errc::invalid_argument:
+            return "invalid_argument";
+        case Errc::not_found:
+            return "not_found";
+        case Errc::already_exists:
+            return "already_exists";
+        case Errc::empty_ring:
+            return "empty_ring";
+        case Errc::timed_out:
+            return "timed_out";
+        case Errc::not_responsible:
+            return "not_responsible";
+        case Errc::malformed_message:
+            return "malformed_message";
+        case Errc::too_large:
+            return "too_large";
+        case Errc::storage_error:
+            return "storage_error";
+        case Errc::corruption:
+            return "corruption";
+        case Errc::busy:
+            return "busy";
+        case Errc::shutting_down:
+            return "shutting_down";
+        case Errc::unreachable:
+            return "unreachable";
+        case Errc::unauthenticated:
+            return "unauthenticated";
+        case Errc::hops_exceeded:
+            return "hops_exceeded";
+    }
+    return "other";
+}
+
+chordkv::net::PeerPoolOptions pool_options(const Settings& s) {
+    chordkv::net::PeerPoolOptions o;
+    o.cluster_key = s.cluster_key;
+    o.connect_timeout = s.timeout;
+    o.request_timeout = s.timeout;
+    o.inflight_per_peer_max = std::max<std::size_t>(kPipelineMax, 64);
+    return o;
+}
+
+// Drives the walks of a RingView over a PeerPool: every process the walk hands out is asked at
+// once (InfoRequest); `done` runs when the walk has ended and the view took its result.
+class AsyncWalk {
+public:
+    AsyncWalk(PeerPool& pool, RingView& view, std::vector<std::string> seeds)
+        : pool_(pool), view_(view), seeds_(std::move(seeds)) {}
+
+    // Starts a walk if the view asks for one. false: none was due (or one is running).
+    bool start_if_due(std::function<void()> done = {}) {
+        const auto now = Clock::now();
+        if (!view_.walk_due(now)) return false;
+        walk_.emplace(view_.start_walk(seeds_, now));
+        done_ = std::move(done);
+        ++walks_;
+        pump();
+        return true;
+    }
+    std::uint64_t walks() const noexcept { return walks_; }
+
+private:
+    void pump() {
+        const std::string* key = pool_.key();
+        while (auto address = walk_->next(Clock::now())) {
+            pool_.call(
+                *address,
+                [key](std::uint64_t rid) {
+                    return chordkv::net::encode_admin(chordkv::net::InfoRequest{rid, false}, key);
+                },
+                [this, address = *address](Result<Frame> frame) {
+                    if (!walk_) return;
+                    auto info = frame ? decode_reply<chordkv::net::InfoReply>(*frame, address)
+                                      : Result<chordkv::net::InfoReply>(frame.error());
+                    if (info) {
+                        walk_->on_reply(address, *info);
+                    } else {
+                        walk_->on_failure(address);
+                    }
+                    pump();
+                });
+        }
+        if (walk_->done(Clock::now())) {
+            view_.finish_walk(*walk_);
+            walk_.reset();
+            if (auto done = std::move(done_)) done();
+        }
+    }
+
+    PeerPool& pool_;
+    RingView& view_;
+    std::vector<std::string> seeds_;
+    std::optional<RingWalk> walk_;
+    std::function<void()> done_;
+    std::uint64_t walks_ = 0;
+};
+
+// Counts of one operation type.
+struct OpStats {
+    Histogram latency;            // successful requests
+    std::uint64_t hits = 0;       // get: found
+    std::uint64_t misses = 0;     // get: not found (never written, or deleted)
+    std::uint64_t redirects = 0;  // Redirect answers followed
+    std::map<std::string, std::uint64_t> errors;
+
+    std::uint64_t error_count() const {
+        std::uint64_t n = 0;
+        for (const auto& e : errors) n += e.second;
+        return n;
+    }
+    void merge(const OpStats& o) {
+        latency.merge(o.latency);
+        hits += o.hits;
+        misses += o.misses;
+        redirects += o.redirects;
+        for (const auto& [kind, n] : o.errors) errors[kind] += n;
+    }
+};
+
+// What one phase (warm-up or measured run) sends: which operations, which keys, how many, and
+// until when. Shared by the shards of the phase; take() is thread-safe.
+class Phase {
+public:
+    Phase(std::uint32_t get_weight, std::uint32_t put_weight, bool sequential_keys,
+          std::uint64_t requests, Clock::time_point deadline)
+        : get_weight_(get_weight),
+          put_weight_(put_weight),
+          sequential_keys_(sequential_keys),
+          requests_(requests),
+          deadline_(deadline) {}
+
+    // The number of the next request, or nullopt when the phase is over (count or time).
+    std::optional<std::uint64_t> take(Clock::time_point now) {
+        if (now >= deadline_) return std::nullopt;
+        const std::uint64_t n = issued_.fetch_add(1, std::memory_order_relaxed);
+        if (n >= requests_) return std::nullopt;
+        return n;
+    }
+    bool sequential_keys() const noexcept { return sequential_keys_; }
+    std::uint32_t get_weight() const noexcept { return get_weight_; }
+    std::uint32_t put_weight() const noexcept { return put_weight_; }
+
+private:
+    const std::uint32_t get_weight_;
+    const std::uint32_t put_weight_;
+    const bool sequential_keys_;  // request n uses key n (the warm-up), else a random key
+    const std::uint64_t requests_;
+    const Clock::time_point deadline_;
+    std::atomic<std::uint64_t> issued_{0};
+};
+
+std::string key_name(std::uint64_t index) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "key:%012llu", static_cast<unsigned long long>(index));
+    return buf;
+}
+
+// One thread's share of the clients, on its own io_context with its own ring view.
+class Shard {
+public:
+    Shard(const Settings& s, const RingView& view, const std::string& value, std::size_t first,
+          std::size_t clients)
+        : settings_(s),
+          value_(value),
+          view_(view),
+          walk_pool_(io_, pool_options(s)),
+          walker_(walk_pool_, view_, s.seeds) {
+        for (std::size_t i = 0; i < clients; ++i) {
+            clients_.push_back(std::make_unique<ClientSlot>(io_, s, first + i));
+        }
+    }
+
+    // Runs `phase` on this shard's clients until it is over; returns when every request has
+    // completed (each is bounded by --timeout). The connections stay open for the next phase:
+    // the last request to complete stops the io_context, whose pending reads wait for the next
+    // run.
+    void run(Phase& phase) {
+        phase_ = &phase;
+        active_ = 0;
+        for (auto& c : clients_) {
+            for (std::size_t p = 0; p < settings_.pipeline; ++p) {
+                ++active_;
+                issue(*c);
+            }
+        }
+        if (active_ > 0) io_.run();
+        io_.restart();
+        phase_ = nullptr;
+    }
+
+    const OpStats& stats(Op op) const { return stats_[op]; }
+    void reset_stats() {
+        for (auto& s : stats_) s = OpStats();
+    }
+    std::uint64_t walks() const noexcept { return walker_.walks(); }
+    const RingView& view() const noexcept { return view_; }
+
+    // Closes every connection (after the last phase).
+    void close() {
+        for (auto& c : clients_) c->pool.close();
+        walk_pool_.close();
+    }
+
+private:
+    struct ClientSlot {
+        ClientSlot(boost::asio::io_context& io, const Settings& s, std::size_t index)
+            : pool(io, pool_options(s)), rng(s.seed * 1'000'003 + index) {}
+        PeerPool pool;
+        std::mt19937_64 rng;
+    };
+
+    struct Request {
+        Op op = kGet;
+        std::string key;
+        NodeId key_id;
+        Clock::time_point started;
+        int redirects = 0;
+        std::string target;
+    };
+    using RequestPtr = std::shared_ptr<Request>;
+
+    // Starts the next request of `c` (one pipeline slot), or retires the slot when the phase is
+    // over.
+    void issue(ClientSlot& c) {
+        const auto now = Clock::now();
+        const auto n = phase_->take(now);
+        if (!n) {
+            --active_;
+            return;
+        }
+        auto r = std::make_shared<Request>();
+        const std::uint32_t total = phase_->get_weight() + phase_->put_weight();
+        r->op =
+            std::uniform_int_distribution<std::uint32_t>(0, total - 1)(c.rng) < phase_->get_weight()
+                ? kGet
+                : kPut;
+        const std::uint64_t index =
+            phase_->sequential_keys()
+                ? *n
+                : std::uniform_int_distribution<std::uint64_t>(0, settings_.keys - 1)(c.rng);
+        r->key = key_name(index);
+        r->key_id = NodeId::hash(r->key);
+        r->started = now;
+        const std::string* owner = view_.owner(r->key_id);
+        send(c, r, owner ? *owner : settings_.seeds[*n % settings_.seeds.size()]);
+    }
+
+    void send(ClientSlot& c, const RequestPtr& r, std::string target) {
+        r->target = std::move(target);
+        const std::string* key = c.pool.key();
+        const std::string& value = value_;
+        c.pool.call(
+            r->target,
+            [r, key, &value](std::uint64_t rid) {
+                if (r->op == kGet) {
+                    return chordkv::net::encode_admin(chordkv::net::GetRequest{rid, r->key, false},
+                                                      key);
+                }
+                return chordkv::net::encode_admin(
+                    chordkv::net::PutRequest{rid, r->key, value, false}, key);
+            },
+            [this, &c, r](Result<Frame> frame) { on_reply(c, r, std::move(frame)); });
+    }
+
+    void on_reply(ClientSlot& c, const RequestPtr& r, Result<Frame> frame) {
+        OpStats& stats = stats_[r->op];
+        if (!frame) {
+            if (frame.code() == Errc::unreachable || frame.code() == Errc::timed_out) {
+                view_.on_unreachable(r->target);
+                walker_.start_if_due();
+            }
+            return fail(c, r, frame.code());
+        }
+        if (frame->type == chordkv::net::admin_type<chordkv::net::Redirect>()) {
+            auto redirect = chordkv::net::decode_admin<chordkv::net::Redirect>(frame->payload);
+            if (!redirect || redirect->owner_address.empty()) {
+                return fail(c, r, make_error_code(Errc::malformed_message));
+            }
+            view_.on_redirect(r->target, r->key_id, redirect->owner_id, redirect->owner_address);
+            walker_.start_if_due();
+            if (++r->redirects > kRedirectsMax) {
+                return fail(c, r, make_error_code(Errc::hops_exceeded));
+            }
+            ++stats.redirects;
+            return send(c, r, redirect->owner_address);
+        }
+        if (r->op == kGet) {
+            auto reply = decode_reply<chordkv::net::GetReply>(*frame, r->target);
+            if (!reply) return fail(c, r, reply.code());
+            ++(reply->found ? stats.hits : stats.misses);
+        } else {
+            auto reply = decode_reply<chordkv::net::PutReply>(*frame, r->target);
+            if (!reply) return fail(c, r, reply.code());
+        }
+        stats.latency.record(Clock::now() - r->started);
+        next(c);
+    }
+
+    void fail(ClientSlot& c, const RequestPtr& r, std::error_code code) {
+        ++stats_[r->op].errors[errc_name(code)];
+        next(c);
+    }
+
+    // A request completed: the slot starts another; when the last slot retires, the phase is
+    // over on this shard.
+    void next(ClientSlot& c) {
+        issue(c);
+        if (active_ == 0) io_.stop();
+    }
+
+    const Settings& settings_;
+    const std::string& value_;
+    boost::asio::io_context io_;
+    RingView view_;
+    PeerPool walk_pool_;
+    AsyncWalk walker_;
+    std::vector<std::unique_ptr<ClientSlot>> clients_;
+    Phase* phase_ = nullptr;
+    std::size_t active_ = 0;  // pipeline slots with a request in flight
+    OpStats stats_[kOps];
+};
+
+struct RingInfo {
+    std::size_t processes = 0;
+    std::size_t vnodes = 0;
+    std::optional<int> replicas;  // 1 + the holders the owner of the first vnode names
+    std::uint64_t walk_ms = 0;
+};
+
+// Walks the ring from the seeds and asks one vnode's process for its replica set (the
+// cluster's R, bounded by its process count).
+RingView discover(const Settings& s, RingInfo& info) {
+    boost::asio::io_context io;
+    RingView view;
+    PeerPool pool(io, pool_options(s));
+    AsyncWalk walker(pool, view, s.seeds);
+    const auto started = Clock::now();
+    walker.start_if_due([&] {
+        info.walk_ms = static_cast<std::uint64_t>(
+            std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count());
+        if (view.empty()) return pool.close();
+        const auto& [vnode, address] = *view.vnodes().begin();
+        const std::string* key = pool.key();
+        pool.call(
+            address,
+            [vnode = vnode, key](std::uint64_t rid) {
+                return chordkv::net::encode_admin(chordkv::net::ReplicaSetRequest{rid, vnode}, key);
+            },
+            [&, address = address](Result<Frame> frame) {
+                auto reply = frame ? decode_reply<chordkv::net::ReplicaSetReply>(*frame, address)
+                                   : Result<chordkv::net::ReplicaSetReply>(frame.error());
+                if (reply && reply->owner)
+                    info.replicas = 1 + static_cast<int>(reply->holders.size());
+                pool.close();
+            });
+    });
+    io.run();
+    info.processes = view.processes();
+    info.vnodes = view.size();
+    return view;
+}
+
+struct PhaseResult {
+    OpStats ops[kOps];
+    double seconds = 0;
+    std::uint64_t walks = 0;
+};
+
+// Runs `phase` on every shard, shard 0 on this thread.
+PhaseResult run_phase(std::vector<std::unique_ptr<Shard>>& shards, Phase& phase) {
+    for (auto& shard : shards) shard->reset_stats();
+    const auto started = Clock::now();
+    {
+        std::vector<std::jthread> threads;
+        for (std::size_t i = 1; i < shards.size(); ++i) {
+            threads.emplace_back([&shard = *shards[i], &phase] { shard.run(phase); });
+        }
+        shards.front()->run(phase);
+    }
+    PhaseResult out;
+    out.seconds = std::chrono::duration<double>(Clock::now() - started).count();
+    for (auto& shard : shards) {
+        for (std::size_t op = 0; op < kOps; ++op) out.ops[op].merge(shard->stats(Op(op)));
+        out.walks += shard->walks();
+    }
+    return out;
+}
+
+double ms(Histogram::Duration d) {
+    return std::chrono::duration<double, std::milli>(d).count();
+}
+
+double per_second(std::uint64_t n, double seconds) {
+    return seconds > 0 ? static_cast<double>(n) / seconds : 0.0;
+}
+
+std::string errors_text(const OpStats& s) {
+    if (s.errors.empty()) return "0";
+    std::string out;
+    for (const auto& [kind, n] : s.errors) {
+        out += (out.empty() ? "" : ",") + kind + "=" + std::to_string(n);
+    }
+    return out;
+}
+
+std::string json_op(const OpStats& s, double seconds) {
+    std::ostringstream o;
+    o.setf(std::ios::fixed);
+    o.precision(3);
+    const auto& h = s.latency;
+    o << "{\"count\":" << h.count() << ",\"ops_per_sec\":" << per_second(h.count(), seconds)
+      << ",\"p50_ms\":" << ms(h.percentile(50)) << ",\"p99_ms\":" << ms(h.percentile(99))
+      << ",\"p999_ms\":" << ms(h.percentile(99.9)) << ",\"max_ms\":" << ms(h.max())
+      << ",\"mean_ms\":" << ms(h.mean()) << ",\"hits\":" << s.hits << ",\"misses\":" << s.misses
+      << ",\"redirects\":" << s.redirects << ",\"error_count\":" << s.error_count()
+      << ",\"errors\":{";
+    bool first = true;
+    for (const auto& [kind, n] : s.errors) {
+        o << (first ? "" : ",") << "\"" << kind << "\":" << n;
+        first = false;
+    }
+    o << "}}";
+    return o.str();
+}
+
+void print_text(const Settings& s, const RingInfo& ring, const std::optional<PhaseResult>& warmup,
+                const PhaseResult& run) {
+    std::printf("ring: %zu processes, %zu vnodes, replicas %s (walk %llu ms)\n", ring.processes,
+                ring.vnodes, ring.replicas ? std::to_string(*ring.replicas).c_str() : "?",
+                static_cast<unsigned long long>(ring.walk_ms));
+    if (s.replicas && ring.replicas && *s.replicas != *ring.replicas) {
+        std::printf("warning: --replicas %d, but the cluster keeps %d copies\n", *s.replicas,
+                    *ring.replicas);
+    }
+    std::printf(
+        "load: %zu clients, pipeline %zu, %zu thread(s), keys %llu, value %zu B, get:put %s\n",
+        s.clients, s.pipeline, s.threads, static_cast<unsigned long long>(s.keys), s.value_bytes,
+        s.ratio_text.c_str());
+    if (warmup) {
+        const auto& w = warmup->ops[kPut];
+        std::printf("warm-up: %llu puts in %.2f s (%.0f ops/s), errors %s\n",
+                    static_cast<unsigned long long>(w.latency.count()), warmup->seconds,
+                    per_second(w.latency.count(), warmup->seconds), errors_text(w).c_str());
+    }
+    std::printf("%-4s %10s %11s %9s %9s %9s %9s  %s\n", "op", "count", "ops/s", "p50 ms", "p99 ms",
+                "p99.9 ms", "max ms", "errors");
+    std::uint64_t total = 0;
+    std::uint64_t redirects = 0;
+    for (std::size_t op = 0; op < kOps; ++op) {
+        const auto& st = run.ops[op];
+        const auto& h = st.latency;
+        total += h.count();
+        redirects += st.redirects;
+        if (h.count() == 0 && st.errors.empty()) continue;
+        std::printf("%-4s %10llu %11.0f %9.3f %9.3f %9.3f %9.3f  %s\n", kOpNames[op],
+                    static_cast<unsigned long long>(h.count()), per_second(h.count(), run.seconds),
+                    ms(h.percentile(50)), ms(h.percentile(99)), ms(h.percentile(99.9)), ms(h.max()),
+                    errors_text(st).c_str());
+    }
+    const auto& g = run.ops[kGet];
+    std::printf("total %llu requests in %.2f s: %.0f ops/s; redirects %llu; ring re-walks %llu",
+                static_cast<unsigned long long>(total), run.seconds, per_second(total, run.seconds),
+                static_cast<unsigned long long>(redirects),
+                static_cast<unsigned long long>(run.walks));
+    if (g.hits + g.misses > 0) {
+        std::printf("; get hits %.1f%%",
+                    100.0 * static_cast<double>(g.hits) / static_cast<double>(g.hits + g.misses));
+    }
+    std::printf("\n");
+}
+
+void print_json(const Settings& s, const RingInfo& ring, const std::optional<PhaseResult>& warmup,
+                const PhaseResult& run) {
+    std::ostringstream o;
+    o.setf(std::ios::fixed);
+    o.precision(3);
+    o << "{\"settings\":{\"clients\":" << s.clients << ",\"pipeline\":" << s.pipeline
+      << ",\"threads\":" << s.threads << ",\"requests\":" << s.requests
+      << ",\"duration_s\":" << std::chrono::duration<double>(s.duration).count()
+      << ",\"keys\":" << s.keys << ",\"value_bytes\":" << s.value_bytes << ",\"ratio\":\""
+      << s.ratio_text << "\",\"seed\":" << s.seed << ",\"warmup_keys\":" << s.warmup_keys
+      << ",\"replicas\":" << (s.replicas ? std::to_string(*s.replicas) : "null") << "}";
+    o << ",\"ring\":{\"processes\":" << ring.processes << ",\"vnodes\":" << ring.vnodes
+      << ",\"replicas\":" << (ring.replicas ? std::to_string(*ring.replicas) : "null")
+      << ",\"walk_ms\":" << ring.walk_ms << "}";
+    if (warmup) {
+        o << ",\"warmup\":{\"seconds\":" << warmup->seconds
+          << ",\"put\":" << json_op(warmup->ops[kPut], warmup->seconds) << "}";
+    }
+    std::uint64_t total = 0;
+    for (const auto& op : run.ops) total += op.latency.count();
+    o << ",\"seconds\":" << run.seconds << ",\"total\":{\"count\":" << total
+      << ",\"ops_per_sec\":" << per_second(total, run.seconds) << "},\"ring_walks\":" << run.walks;
+    for (std::size_t op = 0; op < kOps; ++op) {
+        o << ",\"" << kOpNames[op] << "\":" << json_op(run.ops[op], run.seconds);
+    }
+    o << "}";
+    std::cout << o.str() << "\n";
+}
+
+int fail(const std::string& message) {
+    std::cerr << "chord-bench: " << message << "\n";
+    return kExitError;
+}
+
+std::vector<std::string> split_commas(const std::string& text) {
+    std::vector<std::string> out;
+    std::stringstream in(text);
+    std::string item;
+    while (std::getline(in, item, ',')) {
+        if (!item.empty()) out.push_back(item);
+    }
+    return out;
+}
+
+bool parse_ratio(const std::string& text, std::uint32_t& get, std::uint32_t& put) {
+    const auto colon = text.find(':');
+    if (colon == std::string::npos) return false;
+    try {
+        std::size_t used = 0;
+        const unsigned long g = std::stoul(text.substr(0, colon), &used);
+        if (used != colon) return false;
+        const std::string rest = text.substr(colon + 1);
+        const unsigned long p = std::stoul(rest, &used);
+        if (used != rest.size() || g > 1'000'000 || p > 1'000'000 || g + p == 0) return false;
+        get = static_cast<std::uint32_t>(g);
+        put = static_cast<std::uint32_t>(p);
+        return true;
+    } catch (const std::exception&) {
+        return false;
+    }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    Settings s;
+    std::string nodes = "127.0.0.1:7400";
+    double duration_s = 0;
+    std::int64_t timeout_ms = s.timeout.count();
+    std::string key_file;
+    int replicas = 0;
+    po::options_description flags(
+        "chord-bench [options]: load a chordkv cluster with gets and puts sent straight to each\n"
+        "key's owner, and report throughput and latency per operation.\n"
+        "\n"
+        "Options");
+    flags.add_options()("help,h", "show this help")  //
+        ("nodes", po::value(&nodes)->default_value(nodes),
+         "HOST:PORT[,HOST:PORT...] cluster nodes to walk the ring from")  //
+        ("clients", po::value(&s.clients)->default_value(s.clients),
+         "clients, each with its own connections (1..1000)")  //
+        ("pipeline", po::value(&s.pipeline)->default_value(s.pipeline),
+         "requests in flight per client (1..1024)")  //
+        ("requests", po::value(&s.requests)->default_value(s.requests),
+         "requests to send (with --duration alone: up to 1e9)")  //
+        ("duration", po::value(&duration_s),
+         "seconds to run (at most 600); stops at --requests or this, whichever comes first")  //
+        ("keys", po::value(&s.keys)->default_value(s.keys), "key space: key:0 .. key:K-1")    //
+        ("value-bytes", po::value(&s.value_bytes)->default_value(s.value_bytes),
+         "bytes of each put's value (0..1048576)")  //
+        ("ratio", po::value(&s.ratio_text)->default_value(s.ratio_text),
+         "get:put weights, e.g. 1:0 for gets only")  //
+        ("warmup-keys", po::value(&s.warmup_keys)->implicit_value(kKeysMax + 1),
+         "put keys 0..N-1 first, not measured, so that gets find them (no N: every key)")  //
+        ("replicas", po::value(&replicas),
+         "the copies you expect the cluster to keep (chordd --replicas): reported and checked "
+         "against the cluster")  //
+        ("threads", po::value(&s.threads)->default_value(s.threads),
+         "threads, each with its own io_context and 1/T of the clients (1..8)")  //
+        ("seed", po::value(&s.seed)->default_value(s.seed),
+         "random seed of keys and operations")  //
+        ("timeout", po::value(&timeout_ms)->default_value(timeout_ms),
+         "milliseconds each request may take")                                            //
+        ("cluster-key-file", po::value(&key_file), "the cluster's key, when it has one")  //
+        ("json", po::bool_switch(&s.json), "print the results as one JSON object");
+    po::variables_map vm;
+    try {
+        po::store(po::parse_command_line(argc, argv, flags), vm);
+        po::notify(vm);
+    } catch (const po::error& e) {
+        return fail(e.what());
+    }
+    if (vm.count("help")) {
+        std::cout << flags;
+        return kExitOk;
+    }
+    s.seeds = split_commas(nodes);
+    if (s.seeds.empty()) return fail("--nodes names no node");
+    if (s.clients < 1 || s.clients > kClientsMax) return fail("--clients must be within 1..1000");
+    if (s.pipeline < 1 || s.pipeline > kPipelineMax) {
+        return fail("--pipeline must be within 1..1024");
+    }
+    if (s.threads < 1 || s.threads > kThreadsMax) return fail("--threads must be within 1..8");
+    if (s.threads > s.clients) s.threads = s.clients;
+    if (s.keys < 1 || s.keys > kKeysMax) return fail("--keys must be within 1..100000000");
+    if (s.value_bytes > kValueBytesMax) return fail("--value-bytes must be at most 1048576");
+    if (!parse_ratio(s.ratio_text, s.get_weight, s.put_weight)) {
+        return fail("--ratio must be G:P with non-negative integers, not both 0");
+    }
+    if (timeout_ms <= 0) return fail("--timeout must be positive");
+    s.timeout = std::chrono::milliseconds(timeout_ms);
+    if (vm.count("duration")) {
+        if (!(duration_s > 0) || duration_s > static_cast<double>(kDurationMax.count())) {
+            return fail("--duration must be within (0, 600] seconds");
+        }
+        s.duration = std::chrono::milliseconds(static_cast<std::int64_t>(duration_s * 1000));
+        if (vm["requests"].defaulted()) s.requests = kRequestsMax;
+    }
+    if (s.requests < 1 || s.requests > kRequestsMax) {
+        return fail("--requests must be within 1..1000000000");
+    }
+    if (vm.count("replicas")) {
+        if (replicas < 1) return fail("--replicas must be at least 1");
+        s.replicas = replicas;
+    }
+    if (s.warmup_keys > s.keys) s.warmup_keys = s.keys;
+    if (!key_file.empty()) {
+        auto key = chordkv::net::read_cluster_key_file(key_file);
+        if (!key) return fail(key.error().message());
+        s.cluster_key = std::move(key).value();
+    }
+
+    RingInfo ring;
+    const RingView view = discover(s, ring);
+    if (view.empty()) return fail("no node of --nodes answered the ring walk");
+
+    // One value for every put: random printable bytes.
+    std::string value(s.value_bytes, 'x');
+    {
+        std::mt19937_64 rng(s.seed);
+        for (auto& c : value) c = static_cast<char>('a' + rng() % 26);
+    }
+    std::vector<std::unique_ptr<Shard>> shards;
+    for (std::size_t t = 0; t < s.threads; ++t) {
+        const std::size_t first = s.clients * t / s.threads;
+        const std::size_t last = s.clients * (t + 1) / s.threads;
+        shards.push_back(std::make_unique<Shard>(s, view, value, first, last - first));
+    }
+
+    std::optional<PhaseResult> warmup;
+    if (s.warmup_keys > 0) {
+        Phase phase(0, 1, /*sequential_keys=*/true, s.warmup_keys, Clock::now() + kDurationMax);
+        warmup = run_phase(shards, phase);
+    }
+    Phase phase(s.get_weight, s.put_weight, false, s.requests, Clock::now() + s.duration);
+    const PhaseResult run = run_phase(shards, phase);
+    for (auto& shard : shards) shard->close();
+
+    if (s.json) {
+        print_json(s, ring, warmup, run);
+    } else {
+        print_text(s, ring, warmup, run);
+    }
+    std::uint64_t errors = 0;
+    for (const auto& op : run.ops) errors += op.error_count();
+    if (warmup) errors += warmup->ops[kPut].error_count();
+    return errors == 0 ? kExitOk : kExitFailures;
+}
