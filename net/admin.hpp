@@ -72,6 +72,8 @@ struct InfoReply {
     std::uint64_t tombstones_purged = 0;
     std::uint64_t copies_dropped = 0;  // copies erased once their new holders had them
     bool keys_counted = false;         // the VnodeInfo key counts are filled in
+    // Of frames_unauthenticated: frames with a good MAC but a stale or repeated stamp.
+    std::uint64_t frames_replayed = 0;
 };
 
 struct LookupRequest {

@@ -102,7 +102,8 @@ template <class Archive>
 void serialize(Archive& ar, chordkv::net::InfoReply& m, const unsigned int) {
     ar& m.request_id& m.address& m.version& m.vnodes& m.datagrams_received& m.frames_dropped& m
         .frames_unauthenticated& m.tcp_connections_dropped& m.repair_keys_pulled& m
-        .repair_keys_pushed& m.repair_rounds& m.tombstones_purged& m.copies_dropped& m.keys_counted;
+        .repair_keys_pushed& m.repair_rounds& m.tombstones_purged& m.copies_dropped& m
+        .keys_counted& m.frames_replayed;
 }
 template <class Archive>
 void serialize(Archive& ar, chordkv::net::LookupRequest& m, const unsigned int) {

@@ -77,10 +77,27 @@ struct FrameHeader {
     std::size_t payload_bytes = 0;
 
     bool tagged() const noexcept { return (flags & kFrameFlagMac) != 0; }
+    bool stamped() const noexcept { return (flags & kFrameFlagStamp) != 0; }
+    // The bytes the tag covers: header, payload and stamp.
+    std::size_t covered_bytes() const noexcept {
+        return kFrameHeaderBytes + payload_bytes + (stamped() ? kFrameStampBytes : 0);
+    }
     std::size_t frame_bytes() const noexcept {
-        return kFrameHeaderBytes + payload_bytes + (tagged() ? kMacTagBytes : 0);
+        return covered_bytes() + (tagged() ? kMacTagBytes : 0);
     }
 };
+
+constexpr std::uint8_t kKnownFrameFlags = kFrameFlagMac | kFrameFlagStamp;
+
+void put_u64_be(char* out, std::uint64_t v) noexcept {
+    for (int i = 0; i < 8; ++i) out[i] = static_cast<char>((v >> (56 - 8 * i)) & 0xFF);
+}
+
+std::uint64_t get_u64_be(const char* in) noexcept {
+    std::uint64_t v = 0;
+    for (int i = 0; i < 8; ++i) v = (v << 8) | static_cast<unsigned char>(in[i]);
+    return v;
+}
 
 std::uint8_t byte_at(std::string_view bytes, std::size_t i) noexcept {
     return static_cast<std::uint8_t>(bytes[i]);
@@ -98,9 +115,12 @@ Result<FrameHeader> parse_header(std::string_view bytes, const FrameLimits& limi
     FrameHeader header;
     header.type = byte_at(bytes, 5);
     header.flags = byte_at(bytes, 6);
-    if ((header.flags & ~kFrameFlagMac) != 0) {
+    if ((header.flags & ~kKnownFrameFlags) != 0) {
         return Result<FrameHeader>(Errc::malformed_message,
                                    "unknown frame flags " + std::to_string(header.flags));
+    }
+    if (header.stamped() && !header.tagged()) {
+        return Result<FrameHeader>(Errc::malformed_message, "frame has a stamp but no MAC tag");
     }
     if (byte_at(bytes, 7) != 0) {
         return Result<FrameHeader>(Errc::malformed_message, "reserved frame byte is not zero");
@@ -138,7 +158,12 @@ Status check_tag(std::string_view frame, const FrameHeader& header,
         return Status();
     }
     if (!header.tagged()) return Status(Errc::unauthenticated, "frame has no MAC tag");
-    const std::size_t covered = kFrameHeaderBytes + header.payload_bytes;
+    if (!header.stamped()) {
+        return Status(Errc::unauthenticated,
+                      "tagged frame has no freshness stamp (sent by a chordkv without replay "
+                      "protection?)");
+    }
+    const std::size_t covered = header.covered_bytes();
     Tag expected{};
     if (!compute_tag(*key, frame.substr(0, covered), expected)) {
         return Status(Errc::unauthenticated, "could not compute the MAC");
@@ -150,8 +175,15 @@ Status check_tag(std::string_view frame, const FrameHeader& header,
 }
 
 FrameView view_of(std::string_view frame, const FrameHeader& header) noexcept {
-    return FrameView{header.type, header.flags,
-                     frame.substr(kFrameHeaderBytes, header.payload_bytes)};
+    FrameView view{header.type, header.flags, frame.substr(kFrameHeaderBytes, header.payload_bytes),
+                   FrameStamp{}};
+    if (header.stamped()) {
+        const char* stamp = frame.data() + kFrameHeaderBytes + header.payload_bytes;
+        view.stamp.sent_at_ms = get_u64_be(stamp);
+        view.stamp.sender = get_u64_be(stamp + 8);
+        view.stamp.sequence = get_u64_be(stamp + 16);
+    }
+    return view;
 }
 
 }  // namespace
@@ -163,13 +195,22 @@ std::size_t begin_frame(std::string& out, std::uint8_t type, bool tagged) {
     out.append(kFrameMagic, sizeof(kFrameMagic));
     out.push_back(static_cast<char>(kFrameVersion));
     out.push_back(static_cast<char>(type));
-    out.push_back(static_cast<char>(tagged ? kFrameFlagMac : 0));
+    out.push_back(static_cast<char>(tagged ? kKnownFrameFlags : 0));
     out.push_back('\0');
     out.append(4, '\0');  // payload length, filled in by finish_frame
     return offset;
 }
 
 void finish_frame(std::string& out, std::size_t offset, const std::string* key) {
+    if (key == nullptr) {
+        finish_frame(out, offset, nullptr, FrameStamp{});
+    } else {
+        finish_frame(out, offset, key, next_frame_stamp());
+    }
+}
+
+void finish_frame(std::string& out, std::size_t offset, const std::string* key,
+                  const FrameStamp& stamp) {
     assert(out.size() >= offset + kFrameHeaderBytes);
     assert(((static_cast<std::uint8_t>(out[offset + 6]) & kFrameFlagMac) != 0) == (key != nullptr));
     const std::size_t payload_bytes = out.size() - offset - kFrameHeaderBytes;
@@ -179,6 +220,11 @@ void finish_frame(std::string& out, std::size_t offset, const std::string* key) 
             static_cast<char>((payload_bytes >> (24 - 8 * i)) & 0xFF);
     }
     if (key == nullptr) return;
+    char stamp_bytes[kFrameStampBytes];
+    put_u64_be(stamp_bytes, stamp.sent_at_ms);
+    put_u64_be(stamp_bytes + 8, stamp.sender);
+    put_u64_be(stamp_bytes + 16, stamp.sequence);
+    out.append(stamp_bytes, sizeof stamp_bytes);
     Tag tag{};
     if (!compute_tag(*key, std::string_view(out).substr(offset), tag)) throw std::bad_alloc();
     out.append(reinterpret_cast<const char*>(tag.data()), tag.size());
@@ -187,12 +233,26 @@ void finish_frame(std::string& out, std::size_t offset, const std::string* key) 
 }  // namespace detail
 
 std::string encode_frame(std::uint8_t type, std::string_view payload, const std::string* key) {
+    return encode_frame(type, payload, key, key != nullptr ? next_frame_stamp() : FrameStamp{});
+}
+
+std::string encode_frame(std::uint8_t type, std::string_view payload, const std::string* key,
+                         const FrameStamp& stamp) {
     std::string out;
-    out.reserve(kFrameHeaderBytes + payload.size() + (key != nullptr ? kMacTagBytes : 0));
+    out.reserve(kFrameHeaderBytes + payload.size() + (key != nullptr ? kFrameAuthBytes : 0));
     const std::size_t offset = detail::begin_frame(out, type, key != nullptr);
     out.append(payload);
-    detail::finish_frame(out, offset, key);
+    detail::finish_frame(out, offset, key, stamp);
     return out;
+}
+
+std::string encode_stream_open(StreamRole role, const std::string& key) {
+    return encode_stream_open(role, key, next_frame_stamp());
+}
+
+std::string encode_stream_open(StreamRole role, const std::string& key, const FrameStamp& stamp) {
+    const char payload = static_cast<char>(role);
+    return encode_frame(kStreamOpenType, std::string_view(&payload, 1), &key, stamp);
 }
 
 Result<FrameView> decode_frame(std::string_view bytes, const FrameLimits& limits,
@@ -216,6 +276,10 @@ Result<FrameView> decode_frame(std::string_view bytes, const FrameLimits& limits
 FrameReader::FrameReader(const FrameLimits& limits, const std::string* key)
     : limits_(limits), key_(key) {}
 
+FrameReader::FrameReader(const FrameLimits& limits, const std::string* key, StreamRole peer_role,
+                         ReplayGuard& guard)
+    : limits_(limits), key_(key), guard_(&guard), peer_role_(peer_role) {}
+
 void FrameReader::append(std::string_view bytes) {
     // Drop consumed bytes once they are at least half the buffer: each byte is moved at most
     // once per halving, so compaction costs amortised O(1) per byte received.
@@ -230,23 +294,83 @@ void FrameReader::append(std::string_view bytes) {
 }
 
 Result<std::optional<FrameView>> FrameReader::next() noexcept {
+    return next(Clock::now());
+}
+
+Result<std::optional<FrameView>> FrameReader::next(Clock::time_point now) noexcept {
     using R = Result<std::optional<FrameView>>;
-    if (error_) return R(*error_);
-    const std::string_view pending = std::string_view(buffer_).substr(consumed_);
-    if (pending.size() < kFrameHeaderBytes) return R(std::nullopt);
-    Result<FrameHeader> header = parse_header(pending, limits_);
-    if (!header) {
-        error_ = header.error();
-        return R(*error_);
+    // Bounded: each pass consumes a frame; only a stream-open frame loops.
+    for (;;) {
+        if (error_) return R(*error_);
+        const std::string_view pending = std::string_view(buffer_).substr(consumed_);
+        if (pending.size() < kFrameHeaderBytes) return R(std::nullopt);
+        Result<FrameHeader> header = parse_header(pending, limits_);
+        if (!header) {
+            error_ = header.error();
+            return R(*error_);
+        }
+        if (pending.size() < header->frame_bytes()) return R(std::nullopt);
+        const std::string_view frame = pending.substr(0, header->frame_bytes());
+        if (Status mac = check_tag(frame, *header, key_); !mac) {
+            error_ = mac.error();
+            return R(*error_);
+        }
+        const FrameView view = view_of(frame, *header);
+        if (guard_ != nullptr && key_ != nullptr) {
+            if (Status fresh = check_stream(view, now); !fresh) {
+                error_ = fresh.error();
+                return R(*error_);
+            }
+            if (view.type == kStreamOpenType) {
+                consumed_ += frame.size();
+                continue;
+            }
+        }
+        consumed_ += frame.size();
+        return R(view);
     }
-    if (pending.size() < header->frame_bytes()) return R(std::nullopt);
-    const std::string_view frame = pending.substr(0, header->frame_bytes());
-    if (Status mac = check_tag(frame, *header, key_); !mac) {
-        error_ = mac.error();
-        return R(*error_);
+}
+
+Status FrameReader::check_stream(const FrameView& frame, Clock::time_point now) {
+    const auto rejected = [this](std::string detail) {
+        replay_rejected_ = true;
+        return Status(Errc::unauthenticated, std::move(detail));
+    };
+    if (!opened_) {
+        if (frame.type != kStreamOpenType) {
+            return rejected("keyed stream does not start with a stream-open frame (type " +
+                            std::to_string(frame.type) + " first)");
+        }
+        if (frame.payload.size() != 1) {
+            return Status(Errc::malformed_message, "stream-open frame with a payload of " +
+                                                       std::to_string(frame.payload.size()) +
+                                                       " bytes");
+        }
+        if (static_cast<std::uint8_t>(frame.payload[0]) != static_cast<std::uint8_t>(peer_role_)) {
+            return rejected("stream-open frame of the wrong role (reflected?)");
+        }
+        if (Status fresh = guard_->admit(frame.stamp, now); !fresh) {
+            return rejected("stream-open frame: " + fresh.error().detail());
+        }
+        opened_ = true;
+        sender_ = frame.stamp.sender;
+        sequence_ = frame.stamp.sequence;
+        return Status();
     }
-    consumed_ += frame.size();
-    return R(view_of(frame, *header));
+    if (frame.type == kStreamOpenType) return rejected("a second stream-open frame");
+    if (frame.stamp.sender != sender_) {
+        return rejected("frame from sender " + std::to_string(frame.stamp.sender) +
+                        " on a stream opened by " + std::to_string(sender_));
+    }
+    if (frame.stamp.sequence <= sequence_) {
+        return rejected("frame sequence " + std::to_string(frame.stamp.sequence) + " not after " +
+                        std::to_string(sequence_) + " (replayed?)");
+    }
+    if (Status fresh = guard_->check_window(frame.stamp, now); !fresh) {
+        return rejected(fresh.error().detail());
+    }
+    sequence_ = frame.stamp.sequence;
+    return Status();
 }
 
 // --- protocol messages -------------------------------------------------------------------------
@@ -391,6 +515,11 @@ WireType wire_type(const chord::Message& body) noexcept {
 }
 
 std::string encode_envelope(const chord::Envelope& envelope, const std::string* key) {
+    return encode_envelope(envelope, key, key != nullptr ? next_frame_stamp() : FrameStamp{});
+}
+
+std::string encode_envelope(const chord::Envelope& envelope, const std::string* key,
+                            const FrameStamp& stamp) {
     std::string out;
     const std::size_t offset = detail::begin_frame(
         out, static_cast<std::uint8_t>(wire_type(envelope.body)), key != nullptr);
@@ -400,18 +529,22 @@ std::string encode_envelope(const chord::Envelope& envelope, const std::string* 
         envelope_fields(archive, envelope);
         std::visit([&](const auto& body) { archive << body; }, envelope.body);
     }
-    detail::finish_frame(out, offset, key);
+    detail::finish_frame(out, offset, key, stamp);
     return out;
 }
 
 Result<chord::Envelope> decode_envelope(std::string_view frame_bytes, const FrameLimits& limits,
                                         const std::string* key) noexcept {
-    using R = Result<chord::Envelope>;
     Result<FrameView> frame = decode_frame(frame_bytes, limits, key);
     if (!frame) return frame.error();
-    if (!is_known_type(frame->type)) {
+    return decode_envelope(*frame);
+}
+
+Result<chord::Envelope> decode_envelope(const FrameView& frame) noexcept {
+    using R = Result<chord::Envelope>;
+    if (!is_known_type(frame.type)) {
         return R(Errc::malformed_message,
-                 "unknown protocol message type " + std::to_string(frame->type));
+                 "unknown protocol message type " + std::to_string(frame.type));
     }
     try {
         chord::Envelope envelope;
@@ -419,9 +552,9 @@ Result<chord::Envelope> decode_envelope(std::string_view frame_bytes, const Fram
         payload_limits.collection_size_max = kPeerListMax;
         payload_limits.string_bytes_max = kAddressBytesMax;
         Status decoded =
-            detail::run_decoder(frame->payload, payload_limits, [&](BoundedIarchive& archive) {
+            detail::run_decoder(frame.payload, payload_limits, [&](BoundedIarchive& archive) {
                 envelope_fields(archive, envelope);
-                if (!load_body(archive, frame->type, envelope.body)) {
+                if (!load_body(archive, frame.type, envelope.body)) {
                     throw PayloadBoundsError("unknown protocol message type");
                 }
             });

@@ -70,8 +70,8 @@ public:
           socket_(pool.io_),
           resolver_(pool.io_),
           timer_(pool.io_),
-          reader_(FrameLimits{pool.options_.tcp_payload_bytes_max},
-                  key_.empty() ? nullptr : &key_) {}
+          reader_(FrameLimits{pool.options_.tcp_payload_bytes_max}, key_.empty() ? nullptr : &key_,
+                  StreamRole::acceptor, guard_) {}
 
     const std::string& address() const noexcept { return address_; }
     std::size_t pending_count() const noexcept { return pending_.size(); }
@@ -79,8 +79,10 @@ public:
     bool idle() const noexcept { return pending_.empty(); }
     std::uint64_t last_used() const noexcept { return last_used_; }
 
-    // Resolves (unless the host is an IP literal) and connects.
+    // Resolves (unless the host is an IP literal) and connects. With a key, our stream-open
+    // frame (net/codec.hpp) is queued first, ahead of every call's frame.
     void start() {
+        if (!key_.empty()) queue_.push_back(encode_stream_open(StreamRole::connector, key_));
         state_ = State::connecting;
         connect_deadline_ = Clock::now() + connect_timeout_;
         arm();
@@ -322,6 +324,9 @@ private:
     tcp::socket socket_;
     tcp::resolver resolver_;
     asio::steady_timer timer_;
+    // Admits the peer's stream-open frame (one per connection, so its default bound is ample);
+    // the reader checks every later frame's order and freshness against it.
+    ReplayGuard guard_;
     FrameReader reader_;
     std::vector<char> buffer_;
 

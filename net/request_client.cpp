@@ -14,7 +14,8 @@ RequestClient::RequestClient(std::string address, std::string key)
     : address_(std::move(address)),
       key_(std::move(key)),
       socket_(io_),
-      reader_(FrameLimits{kTcpPayloadBytesMax}, key_.empty() ? nullptr : &key_) {}
+      reader_(FrameLimits{kTcpPayloadBytesMax}, key_.empty() ? nullptr : &key_,
+              StreamRole::acceptor, guard_) {}
 
 bool RequestClient::run_until(const bool& done, std::chrono::milliseconds timeout) {
     io_.restart();
@@ -54,7 +55,47 @@ Result<std::unique_ptr<RequestClient>> RequestClient::connect(const std::string&
     }
     if (result) return R(Errc::unreachable, c->address_ + ": " + result.message());
     c->socket_.set_option(tcp::no_delay(true), ec);
+    if (!c->key_.empty()) {
+        // A keyed stream starts with our stream-open frame (net/codec.hpp).
+        if (!c->write(encode_stream_open(StreamRole::connector, c->key_), timeout, ec)) {
+            return R(Errc::timed_out, "opening the stream to " + c->address_);
+        }
+        if (ec) return R(Errc::unreachable, c->address_ + ": " + ec.message());
+    }
     return c;
+}
+
+bool RequestClient::write(std::string_view bytes, std::chrono::milliseconds timeout,
+                          boost::system::error_code& ec) {
+    bool done = false;
+    asio::async_write(socket_, asio::buffer(bytes.data(), bytes.size()),
+                      [&](const boost::system::error_code& e, std::size_t) {
+                          ec = e;
+                          done = true;
+                      });
+    return run_until(done, timeout);
+}
+
+Error RequestClient::explain(const Error& error) const {
+    const std::string& detail = error.detail();
+    if (error.code() == Errc::unauthenticated && !reader_.replay_rejected()) {
+        if (key_.empty()) {
+            // The only frames a keyless reader refuses as unauthenticated are tagged ones.
+            return Error(error.code(), address_ +
+                                           ": the node authenticates its frames with a cluster "
+                                           "key and this client has none (missing cluster key?)");
+        }
+        return Error(error.code(), address_ + ": " + detail +
+                                       " — the node does not share this client's cluster key "
+                                       "(wrong cluster key?)");
+    }
+    if (error.code() == Errc::unauthenticated) return Error(error.code(), address_ + ": " + detail);
+    if (error.code() == Errc::unreachable && !heard_from_node_) {
+        return Error(error.code(), detail +
+                                       " before the node sent anything: it drops frames it "
+                                       "cannot authenticate (wrong or missing cluster key?)");
+    }
+    return error;
 }
 
 Result<Frame> RequestClient::call(const std::string& frame, std::chrono::milliseconds timeout) {
@@ -65,22 +106,16 @@ Result<Frame> RequestClient::call(const std::string& frame, std::chrono::millise
         return std::chrono::duration_cast<std::chrono::milliseconds>(
             deadline - std::chrono::steady_clock::now());
     };
-    bool done = false;
     boost::system::error_code ec;
-    asio::async_write(socket_, asio::buffer(frame),
-                      [&](const boost::system::error_code& e, std::size_t) {
-                          ec = e;
-                          done = true;
-                      });
-    if (!run_until(done, left())) return R(Errc::timed_out, "sending to " + address_);
-    if (ec) return R(Errc::unreachable, address_ + ": " + ec.message());
+    if (!write(frame, left(), ec)) return R(Errc::timed_out, "sending to " + address_);
+    if (ec) return R(explain(Error(Errc::unreachable, address_ + ": " + ec.message())));
 
     char buffer[64 * 1024];
     for (;;) {
         auto next = reader_.next();
-        if (!next) return R(next.error());
+        if (!next) return R(explain(next.error()));
         if (next->has_value()) return Frame{(*next)->type, std::string((*next)->payload)};
-        done = false;
+        bool done = false;
         std::size_t n = 0;
         socket_.async_read_some(asio::buffer(buffer, sizeof buffer),
                                 [&](const boost::system::error_code& e, std::size_t got) {
@@ -89,7 +124,12 @@ Result<Frame> RequestClient::call(const std::string& frame, std::chrono::millise
                                     done = true;
                                 });
         if (!run_until(done, left())) return R(Errc::timed_out, "waiting for " + address_);
-        if (ec) return R(Errc::unreachable, address_ + ": " + ec.message());
+        if (ec) {
+            const std::string what =
+                ec == asio::error::eof ? std::string("connection closed") : ec.message();
+            return R(explain(Error(Errc::unreachable, address_ + ": " + what)));
+        }
+        heard_from_node_ = true;
         reader_.append(std::string_view(buffer, n));
     }
 }

@@ -28,10 +28,15 @@ Error socket_error(const boost::system::error_code& ec, const std::string& what)
 Connection::Connection(tcp::socket socket, Transport& transport)
     : socket_(std::move(socket)),
       transport_(transport),
-      reader_(FrameLimits{transport.options().tcp_payload_bytes_max}, transport.key()),
+      reader_(FrameLimits{transport.options().tcp_payload_bytes_max}, transport.key(),
+              StreamRole::connector, transport.replay_guard_),
       buffer_(kReadChunkBytes) {}
 
 void Connection::start() {
+    // A keyed stream starts with our stream-open frame (net/codec.hpp), before any reply.
+    if (const std::string* key = transport_.key()) {
+        send(encode_stream_open(StreamRole::acceptor, *key));
+    }
     read();
 }
 
@@ -49,6 +54,9 @@ void Connection::read() {
                 if (!next) {
                     if (next.code() == Errc::unauthenticated) {
                         ++self->transport_.stats_.frames_unauthenticated;
+                        if (self->reader_.replay_rejected()) {
+                            ++self->transport_.stats_.frames_replayed;
+                        }
                     } else {
                         ++self->transport_.stats_.frames_dropped;
                     }
@@ -117,7 +125,9 @@ Transport::Transport(asio::io_context& io, TransportOptions options)
       options_(std::move(options)),
       udp_(io),
       acceptor_(io),
-      datagram_(kDatagramBytesMax) {}
+      datagram_(kDatagramBytesMax),
+      replay_guard_(ReplayGuardOptions{options_.replay_window, options_.replay_cache_entries_max}) {
+}
 
 Transport::~Transport() {
     close();
@@ -186,26 +196,38 @@ void Transport::receive() {
     udp_.async_receive_from(asio::buffer(datagram_), sender_,
                             [this](const boost::system::error_code& ec, std::size_t n) {
                                 if (ec == asio::error::operation_aborted || closed_) return;
-                                if (!ec) {
-                                    ++stats_.datagrams_received;
-                                    auto envelope =
-                                        decode_envelope(std::string_view(datagram_.data(), n),
-                                                        FrameLimits{kUdpPayloadBytesMax}, key());
-                                    if (!envelope) {
-                                        if (envelope.code() == Errc::unauthenticated) {
-                                            ++stats_.frames_unauthenticated;
-                                        } else {
-                                            ++stats_.frames_dropped;
-                                        }
-                                    } else if (on_envelope_) {
-                                        on_envelope_(std::move(envelope).value());
-                                    }
-                                }
+                                if (!ec) on_datagram(n);
                                 // Errors on an unconnected UDP socket (e.g. an ICMP port
                                 // unreachable reported on Linux) concern one earlier datagram, not
                                 // the socket: keep receiving.
                                 receive();
                             });
+}
+
+void Transport::on_datagram(std::size_t n) {
+    ++stats_.datagrams_received;
+    auto frame = decode_frame(std::string_view(datagram_.data(), n),
+                              FrameLimits{kUdpPayloadBytesMax}, key());
+    if (!frame) {
+        if (frame.code() == Errc::unauthenticated) {
+            ++stats_.frames_unauthenticated;
+        } else {
+            ++stats_.frames_dropped;
+        }
+        return;
+    }
+    // The tag is good; now the stamp: fresh, and never seen before.
+    if (key() != nullptr && !replay_guard_.admit(frame->stamp, ReplayGuard::Clock::now())) {
+        ++stats_.frames_unauthenticated;
+        ++stats_.frames_replayed;
+        return;
+    }
+    auto envelope = decode_envelope(*frame);
+    if (!envelope) {
+        ++stats_.frames_dropped;
+        return;
+    }
+    if (on_envelope_) on_envelope_(std::move(envelope).value());
 }
 
 void Transport::accept() {

@@ -1,12 +1,17 @@
 // Transport: one port number, two sockets — UDP for the protocol's small retried RPCs, TCP for
 // client and bulk traffic — on the caller's io_context (DESIGN.md "Transport and wire format").
 //
-//   UDP  datagram ─► decode_envelope (limits, MAC) ─► on_envelope(envelope)
-//   TCP  stream ──► FrameReader (limits, MAC) ─────► on_frame(connection, frame)
+//   UDP  datagram ─► decode_frame (limits, MAC) ─► replay guard ─► decode_envelope ─► on_envelope
+//   TCP  stream ──► FrameReader (limits, MAC, keyed-stream rules) ─► on_frame(connection, frame)
 //                                                     └─ connection->send(reply frame)
 //
-// Every malformed, oversized or unauthenticated frame is dropped and counted; a TCP peer that
-// sends one is disconnected; everyone else keeps being served. Queues are bounded.
+// Every malformed, oversized, unauthenticated or replayed frame is dropped and counted; a TCP
+// peer that sends one is disconnected; everyone else keeps being served. Queues are bounded.
+//
+// With a cluster key, replay protection (net/cluster_key.hpp, net/codec.hpp): every datagram's
+// stamp is admitted once by the transport's ReplayGuard; an accepted connection first sends its
+// own stream-open frame, and its reader admits the peer's stream-open frame in the same guard
+// and then checks the order and freshness of every frame on the stream.
 //
 // Threading: all handlers run on the io_context; call every method from it (one thread, or a
 // strand when the io_context runs on several).
@@ -15,6 +20,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ip/udp.hpp>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
@@ -27,6 +33,7 @@
 #include "chord/messages.hpp"
 #include "chord/result.hpp"
 #include "net/address.hpp"
+#include "net/cluster_key.hpp"
 #include "net/codec.hpp"
 
 namespace chordkv::net {
@@ -41,13 +48,21 @@ struct TransportOptions {
     std::size_t connections_max = 1024;
     // Largest TCP frame payload accepted.
     std::size_t tcp_payload_bytes_max = kTcpPayloadBytesMax;
+    // With a cluster key: how far a frame's stamp may lie from our clock, either way (transit,
+    // queueing and clock skew between hosts). Default 30 s.
+    std::chrono::milliseconds replay_window{30'000};
+    // With a cluster key: stamps remembered to reject replays (every datagram and every TCP
+    // stream takes one); ~64 bytes each, so the default costs at most ~5 MiB. When more than
+    // this many arrive within one window, older stamps are rejected (ReplayGuard). Default 65536.
+    std::size_t replay_cache_entries_max = 65'536;
 };
 
 struct TransportStats {
     std::uint64_t datagrams_received = 0;
     std::uint64_t datagrams_sent = 0;
     std::uint64_t frames_dropped = 0;          // malformed or oversized (UDP and TCP)
-    std::uint64_t frames_unauthenticated = 0;  // missing or wrong MAC
+    std::uint64_t frames_unauthenticated = 0;  // missing or wrong MAC, or replayed (below)
+    std::uint64_t frames_replayed = 0;         // of those: a good MAC but a stale or repeated stamp
     std::uint64_t send_errors = 0;             // unresolvable address, socket error
     std::uint64_t tcp_frames_received = 0;
     std::uint64_t tcp_connections_accepted = 0;
@@ -102,6 +117,8 @@ public:
     void close();
 
     const TransportStats& stats() const noexcept { return stats_; }
+    // The replay guard's counters (stamps admitted, rejected by kind; unused without a key).
+    const ReplayGuard& replay_guard() const noexcept { return replay_guard_; }
     const TransportOptions& options() const noexcept { return options_; }
     // The bound UDP/TCP port (useful when listening on port 0 in tests).
     std::uint16_t port() const;
@@ -113,6 +130,8 @@ private:
         boost::asio::io_context& io, const boost::asio::ip::address& ip, std::uint16_t port,
         const TransportOptions& options, const std::string& where, boost::system::error_code& ec);
     void receive();
+    // Handles one datagram of `n` bytes in datagram_.
+    void on_datagram(std::size_t n);
     void accept();
     const std::string* key() const {
         return options_.cluster_key.empty() ? nullptr : &options_.cluster_key;
@@ -130,6 +149,7 @@ private:
     std::unordered_map<std::string, boost::asio::ip::udp::endpoint> endpoints_;
     std::vector<std::weak_ptr<Connection>> connections_;
     TransportStats stats_;
+    ReplayGuard replay_guard_;
     bool closed_ = false;
 };
 

@@ -1,18 +1,33 @@
 #include "net/codec.hpp"
 
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <future>
 #include <new>
+#include <optional>
 #include <random>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
+
+#include "net/request_client.hpp"
+#include "net/transport.hpp"
 
 // Records the largest single allocation so tests can prove that a hostile length prefix does
 // not make the decoder allocate for it. Replacing the global operator new is allowed by the
@@ -153,6 +168,9 @@ void expect_same(const Envelope& a, const Envelope& b) {
 const std::string kKey = "cluster-key-for-tests";
 const std::string kOtherKey = "another-cluster-key";
 
+// A fixed stamp for golden bytes and exact re-encoding.
+constexpr FrameStamp kGoldenStamp{0x0000018f2a3b4c5dull, 0x0123456789abcdefull, 7};
+
 // --- frame layer -------------------------------------------------------------------------------
 
 TEST(FrameTest, EncodeFrameGoldenBytes) {
@@ -167,37 +185,80 @@ TEST(FrameTest, EncodeFrameGoldenBytes) {
               "616263")
         << "actual: " << to_hex(plain);
 
-    const std::string tagged = encode_frame(0x05, "abc", &kKey);
+    const std::string tagged = encode_frame(0x05, "abc", &kKey, kGoldenStamp);
     const std::string expected_tagged =
         "434b5646"
         "01"
         "05"
-        "01"
+        "03"  // flags: MAC tag and stamp
         "00"
         "00000003"
         "616263"
-        // HMAC-SHA256("cluster-key-for-tests", header + payload), checked with Python's hmac
-        "f5ad2d52d23a5ac13f694af00ad8d330108af4b67eb2e8a55a5e5ad9408842fc";
+        // stamp: sent_at_ms, sender, sequence (u64 big-endian each)
+        "0000018f2a3b4c5d"
+        "0123456789abcdef"
+        "0000000000000007"
+        // HMAC-SHA256("cluster-key-for-tests", header + payload + stamp), checked with
+        // Python's hmac
+        "4f54c2d9172b6a44b6800c75ab43164fe1fce07406ceb301c04d0d941b11d8be";
     EXPECT_EQ(to_hex(tagged), expected_tagged) << "actual: " << to_hex(tagged);
+    // A keyless frame has no stamp: its bytes are those of the format before stamps.
+    EXPECT_EQ(encode_frame(0x05, "abc", nullptr, kGoldenStamp), plain);
+}
+
+TEST(FrameTest, StreamOpenGoldenBytes) {
+    const std::string open = encode_stream_open(StreamRole::connector, kKey, kGoldenStamp);
+    EXPECT_EQ(to_hex(open).substr(0, 2 * (kFrameHeaderBytes + 1 + kFrameStampBytes)),
+              "434b5646"
+              "01"
+              "1f"  // kStreamOpenType
+              "03"
+              "00"
+              "00000001"
+              "01"  // StreamRole::connector
+              "0000018f2a3b4c5d"
+              "0123456789abcdef"
+              "0000000000000007")
+        << "actual: " << to_hex(open);
+    EXPECT_EQ(open.size(), kFrameHeaderBytes + 1 + kFrameAuthBytes);
+}
+
+TEST(FrameTest, StampsComeFromTheProcessCounter) {
+    const std::string a = encode_frame(7, "x", &kKey);
+    const std::string b = encode_frame(7, "x", &kKey);
+    EXPECT_NE(a, b);  // never two identical keyed frames
+    auto da = decode_frame(a, kUdpFrameLimits, &kKey);
+    auto db = decode_frame(b, kUdpFrameLimits, &kKey);
+    ASSERT_TRUE(da && db);
+    EXPECT_EQ(da->stamp.sender, frame_sender_id());
+    EXPECT_EQ(db->stamp.sender, frame_sender_id());
+    EXPECT_LT(da->stamp.sequence, db->stamp.sequence);
+    const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                            std::chrono::system_clock::now().time_since_epoch())
+                            .count();
+    EXPECT_LE(da->stamp.sent_at_ms, static_cast<std::uint64_t>(now_ms));
+    EXPECT_GT(da->stamp.sent_at_ms + 10'000, static_cast<std::uint64_t>(now_ms));
 }
 
 TEST(FrameTest, RoundTripWithAndWithoutKey) {
     for (const std::string* key : {static_cast<const std::string*>(nullptr), &kKey}) {
         for (const std::string& payload :
              {std::string(), std::string("x"), std::string(1000, 'z')}) {
-            const std::string frame = encode_frame(42, payload, key);
-            EXPECT_EQ(frame.size(), kFrameHeaderBytes + payload.size() + (key ? kMacTagBytes : 0));
+            const std::string frame = encode_frame(42, payload, key, kGoldenStamp);
+            EXPECT_EQ(frame.size(),
+                      kFrameHeaderBytes + payload.size() + (key ? kFrameAuthBytes : 0));
             auto decoded = decode_frame(frame, kUdpFrameLimits, key);
             ASSERT_TRUE(decoded) << decoded.error().message();
             EXPECT_EQ(decoded->type, 42);
-            EXPECT_EQ(decoded->flags, key ? kFrameFlagMac : 0);
+            EXPECT_EQ(decoded->flags, key ? kFrameFlagMac | kFrameFlagStamp : 0);
             EXPECT_EQ(decoded->payload, payload);
+            EXPECT_EQ(decoded->stamp, key ? kGoldenStamp : FrameStamp{});
         }
     }
 }
 
 TEST(FrameTest, UdpLimitFitsADatagram) {
-    EXPECT_EQ(kFrameHeaderBytes + kUdpPayloadBytesMax + kMacTagBytes, kUdpDatagramBytesMax);
+    EXPECT_EQ(kFrameHeaderBytes + kUdpPayloadBytesMax + kFrameAuthBytes, kUdpDatagramBytesMax);
     const std::string largest = encode_frame(1, std::string(kUdpPayloadBytesMax, 'a'), &kKey);
     EXPECT_EQ(largest.size(), kUdpDatagramBytesMax);
     EXPECT_TRUE(decode_frame(largest, kUdpFrameLimits, &kKey));
@@ -248,9 +309,10 @@ TEST(FrameTest, BadHeaderFieldsAreMalformed) {
         char value;
         const char* what;
     };
-    for (const Case& c : {Case{0, 'X', "magic"}, Case{3, 'G', "magic"}, Case{4, 0, "version 0"},
-                          Case{4, 2, "version 2"}, Case{6, 2, "unknown flag"},
-                          Case{6, '\x80', "unknown flag"}, Case{7, 1, "reserved"}}) {
+    for (const Case& c :
+         {Case{0, 'X', "magic"}, Case{3, 'G', "magic"}, Case{4, 0, "version 0"},
+          Case{4, 2, "version 2"}, Case{6, 2, "stamp without a tag"}, Case{6, 4, "unknown flag"},
+          Case{6, '\x80', "unknown flag"}, Case{7, 1, "reserved"}}) {
         std::string bad = good;
         bad[c.offset] = c.value;
         auto r = decode_frame(bad, kUdpFrameLimits, nullptr);
@@ -274,11 +336,30 @@ TEST(MacTest, MissingTagIsUnauthenticatedWhenKeyed) {
     ASSERT_FALSE(r);
     EXPECT_EQ(r.code(), Errc::unauthenticated);
 
-    // Stripping a tag and clearing the flag is the same thing: the flag is under the MAC.
+    // Stripping stamp and tag and clearing the flags is the same thing: the flags are under
+    // the MAC.
     std::string stripped = encode_frame(7, "payload", &kKey);
-    stripped.resize(stripped.size() - kMacTagBytes);
+    stripped.resize(stripped.size() - kFrameAuthBytes);
     stripped[6] = 0;
     EXPECT_EQ(decode_frame(stripped, kUdpFrameLimits, &kKey).code(), Errc::unauthenticated);
+}
+
+// A tag without a stamp — the keyed format before replay protection — is refused by a keyed
+// node even when the tag is right: it could be a replay.
+TEST(MacTest, TagWithoutStampIsUnauthenticated) {
+    std::string old_format = encode_frame(7, "payload", nullptr);
+    old_format[6] = static_cast<char>(kFrameFlagMac);
+    unsigned char tag[kMacTagBytes];
+    unsigned int tag_bytes = 0;
+    HMAC(EVP_sha256(), kKey.data(), static_cast<int>(kKey.size()),
+         reinterpret_cast<const unsigned char*>(old_format.data()), old_format.size(), tag,
+         &tag_bytes);
+    ASSERT_EQ(tag_bytes, kMacTagBytes);
+    old_format.append(reinterpret_cast<const char*>(tag), kMacTagBytes);
+    auto r = decode_frame(old_format, kUdpFrameLimits, &kKey);
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.code(), Errc::unauthenticated);
+    EXPECT_NE(r.error().detail().find("stamp"), std::string::npos) << r.error().detail();
 }
 
 TEST(MacTest, TaggedFrameIsUnauthenticatedWithoutKey) {
@@ -290,8 +371,8 @@ TEST(MacTest, TaggedFrameIsUnauthenticatedWithoutKey) {
 
 TEST(MacTest, EveryFlippedBitIsUnauthenticated) {
     const std::string frame = encode_frame(7, "payload", &kKey);
-    // Bits of the type byte, the payload and the tag: the header's other fields fail earlier
-    // structural checks (covered by the corruption tests).
+    // Bits of the type byte, the payload, the stamp and the tag: the header's other fields fail
+    // earlier structural checks (covered by the corruption tests).
     for (std::size_t i = 5; i < frame.size(); ++i) {
         if (i >= 6 && i < kFrameHeaderBytes) continue;
         for (int bit = 0; bit < 8; ++bit) {
@@ -428,8 +509,9 @@ TEST(EnvelopeTest, TypicalSizes) {
         encode_envelope(envelope(chord::Neighbors{peer(0x10, "10.0.0.9:7400"), peers(8)}), &kKey);
     std::printf("FindNext envelope: %zu bytes (with tag); Neighbors(8 peers): %zu bytes\n",
                 find_frame.size(), neighbors_frame.size());
-    // header 12 + from (20 + 8 + 13) + to (8 + 13) + to_id 21 + rpc 8 + reply 1 + target 20 + tag
-    EXPECT_EQ(find_frame.size(), 12u + 41 + 21 + 21 + 8 + 1 + 20 + 32);
+    // header 12 + from (20 + 8 + 13) + to (8 + 13) + to_id 21 + rpc 8 + reply 1 + target 20
+    // + stamp 24 + tag 32
+    EXPECT_EQ(find_frame.size(), 12u + 41 + 21 + 21 + 8 + 1 + 20 + 24 + 32);
     EXPECT_LT(neighbors_frame.size(), kUdpDatagramBytesMax);
 }
 
@@ -657,12 +739,13 @@ TEST(PayloadTest, RoundTripsAndRejectsTrailingBytes) {
     ASSERT_TRUE(some_back);
     EXPECT_EQ(*some_back, some);
 
-    const std::string frame = encode_message_frame(40, p, &kKey);
+    const std::string frame = encode_message_frame(40, p, &kKey, kGoldenStamp);
     auto view = decode_frame(frame, kUdpFrameLimits, &kKey);
     ASSERT_TRUE(view);
     EXPECT_EQ(view->type, 40);
     EXPECT_EQ(view->payload, bytes);
-    EXPECT_EQ(frame, encode_frame(40, bytes, &kKey));
+    EXPECT_EQ(view->stamp, kGoldenStamp);
+    EXPECT_EQ(frame, encode_frame(40, bytes, &kKey, kGoldenStamp));
 }
 
 // --- FrameReader -------------------------------------------------------------------------------
@@ -765,7 +848,7 @@ TEST(FrameReaderTest, OversizedLengthIsReportedFromTheHeaderAlone) {
 
 TEST(FrameReaderTest, MacFailureStopsTheStream) {
     std::string stream = stream_of(&kKey);
-    stream[kFrameHeaderBytes + kMacTagBytes + kFrameHeaderBytes] ^= 1;  // second frame's payload
+    stream[kFrameHeaderBytes + kFrameAuthBytes + kFrameHeaderBytes] ^= 1;  // 2nd frame's payload
     FrameReader reader(kTcpFrameLimits, &kKey);
     reader.append(stream);
     Drained got;
@@ -796,6 +879,483 @@ TEST(FrameReaderTest, StreamOfEnvelopesDecodes) {
         }
     }
     EXPECT_EQ(decoded, all.size());
+}
+
+// --- replay guard ------------------------------------------------------------------------------
+
+using WallClock = ReplayGuard::Clock;
+using namespace std::chrono_literals;
+
+// A fixed "now" so that every test sees the same clock.
+const WallClock::time_point kNow = WallClock::time_point(1'717'000'000'000ms);
+
+std::uint64_t ms_of(WallClock::time_point t) {
+    return static_cast<std::uint64_t>(
+        std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count());
+}
+
+FrameStamp stamp_at(WallClock::time_point t, std::uint64_t sequence, std::uint64_t sender = 42) {
+    return FrameStamp{ms_of(t), sender, sequence};
+}
+
+TEST(ReplayGuardTest, FreshStampPassesOnceAndItsReplayIsRejected) {
+    ReplayGuard guard;
+    const FrameStamp s = stamp_at(kNow, 1);
+    EXPECT_TRUE(guard.admit(s, kNow));
+    auto again = guard.admit(s, kNow + 5ms);
+    ASSERT_FALSE(again);
+    EXPECT_EQ(again.code(), Errc::unauthenticated);
+    EXPECT_NE(again.error().detail().find("replayed"), std::string::npos);
+    EXPECT_EQ(guard.stats().admitted, 1u);
+    EXPECT_EQ(guard.stats().duplicates, 1u);
+    // Same time, another sequence or sender: a different frame.
+    EXPECT_TRUE(guard.admit(stamp_at(kNow, 2), kNow));
+    EXPECT_TRUE(guard.admit(stamp_at(kNow, 1, 43), kNow));
+}
+
+TEST(ReplayGuardTest, OldStampIsRejected) {
+    ReplayGuard guard;                                        // window 30 s
+    EXPECT_TRUE(guard.admit(stamp_at(kNow - 30s, 1), kNow));  // the edge is inside
+    auto old = guard.admit(stamp_at(kNow - 30s - 1ms, 2), kNow);
+    ASSERT_FALSE(old);
+    EXPECT_EQ(old.code(), Errc::unauthenticated);
+    EXPECT_NE(old.error().detail().find("behind"), std::string::npos) << old.error().detail();
+    EXPECT_FALSE(guard.admit(stamp_at(kNow - 24h, 3), kNow));
+    EXPECT_FALSE(guard.admit(FrameStamp{0, 42, 4}, kNow));
+    EXPECT_EQ(guard.stats().too_old, 3u);
+}
+
+TEST(ReplayGuardTest, StampFromTheFutureBeyondTheWindowIsRejected) {
+    ReplayGuard guard;
+    EXPECT_TRUE(guard.admit(stamp_at(kNow + 30s, 1), kNow));
+    auto ahead = guard.admit(stamp_at(kNow + 30s + 1ms, 2), kNow);
+    ASSERT_FALSE(ahead);
+    EXPECT_EQ(ahead.code(), Errc::unauthenticated);
+    EXPECT_NE(ahead.error().detail().find("ahead"), std::string::npos) << ahead.error().detail();
+    EXPECT_FALSE(guard.admit(FrameStamp{~std::uint64_t{0}, 42, 3}, kNow));
+    EXPECT_EQ(guard.stats().too_new, 2u);
+}
+
+TEST(ReplayGuardTest, WindowIsConfigurable) {
+    ReplayGuard guard(ReplayGuardOptions{2s, 16});
+    EXPECT_TRUE(guard.admit(stamp_at(kNow - 2s, 1), kNow));
+    EXPECT_FALSE(guard.admit(stamp_at(kNow - 3s, 2), kNow));
+    EXPECT_FALSE(guard.admit(stamp_at(kNow + 3s, 3), kNow));
+    EXPECT_TRUE(guard.check_window(stamp_at(kNow + 1s, 4), kNow));
+    EXPECT_FALSE(guard.check_window(stamp_at(kNow + 3s, 4), kNow));
+    EXPECT_EQ(guard.size(), 1u);  // check_window remembers nothing
+}
+
+TEST(ReplayGuardTest, StampsLeaveWithTheWindowButTheirReplaysStayRejected) {
+    ReplayGuard guard;
+    const FrameStamp s = stamp_at(kNow, 1);
+    ASSERT_TRUE(guard.admit(s, kNow));
+    // 31 s later the stamp is out of the window: forgotten on the next admit.
+    ASSERT_TRUE(guard.admit(stamp_at(kNow + 31s, 2), kNow + 31s));
+    EXPECT_EQ(guard.size(), 1u);
+    EXPECT_FALSE(guard.admit(s, kNow + 31s));
+    // Even if the wall clock jumps back, the horizon keeps the forgotten stamp out.
+    auto back = guard.admit(s, kNow);
+    ASSERT_FALSE(back);
+    EXPECT_EQ(guard.stats().forgotten, 1u) << back.error().detail();
+}
+
+TEST(ReplayGuardTest, FullCacheForgetsTheOldestAndRaisesTheHorizon) {
+    ReplayGuard guard(ReplayGuardOptions{30s, 4});
+    for (std::uint64_t i = 0; i < 6; ++i) {
+        ASSERT_TRUE(guard.admit(stamp_at(kNow + std::chrono::milliseconds(i), i), kNow));
+        EXPECT_LE(guard.size(), 4u);
+    }
+    EXPECT_EQ(guard.horizon_ms(), static_cast<std::int64_t>(ms_of(kNow + 1ms)));
+    for (std::uint64_t i = 0; i < 6; ++i) {
+        EXPECT_FALSE(guard.admit(stamp_at(kNow + std::chrono::milliseconds(i), i), kNow)) << i;
+    }
+    EXPECT_EQ(guard.stats().forgotten, 2u);
+    EXPECT_EQ(guard.stats().duplicates, 4u);
+    // The price of the bound: a genuine frame stamped before the horizon is refused too.
+    EXPECT_FALSE(guard.admit(stamp_at(kNow, 99, 7), kNow));
+    EXPECT_TRUE(guard.admit(stamp_at(kNow + 10ms, 99, 7), kNow));
+}
+
+// A million distinct frames at ~20000 a second (far more than one window's worth fits in the
+// cache): every one is admitted, the cache never exceeds its bound, and replays of any of
+// them — remembered or forgotten — are rejected.
+TEST(ReplayGuardTest, DuplicateCacheStaysBoundedUnderAMillionDistinctFrames) {
+    ReplayGuard guard;
+    const std::size_t bound = guard.options().entries_max;
+    constexpr std::uint64_t kFrames = 1'000'000;
+    std::size_t largest = 0;
+    const auto time_of = [](std::uint64_t i) { return kNow + std::chrono::milliseconds(i / 20); };
+    for (std::uint64_t i = 0; i < kFrames; ++i) {
+        const auto now = time_of(i);
+        ASSERT_TRUE(guard.admit(stamp_at(now, i, i % 7), now)) << i;
+        largest = std::max(largest, guard.size());
+    }
+    EXPECT_LE(largest, bound);
+    EXPECT_EQ(guard.size(), bound);
+    EXPECT_EQ(guard.stats().admitted, kFrames);
+    const auto end = time_of(kFrames - 1);
+    std::mt19937_64 rng(11);
+    for (int k = 0; k < 1000; ++k) {
+        const std::uint64_t i = rng() % kFrames;
+        EXPECT_FALSE(guard.admit(stamp_at(time_of(i), i, i % 7), end)) << i;
+    }
+    EXPECT_LE(guard.size(), bound);
+}
+
+// --- keyed streams (FrameReader with a ReplayGuard) --------------------------------------------
+
+// A keyed stream as its connecting end sends it: stream-open frame, then `frames` frames.
+std::string keyed_stream(int frames, std::uint64_t first_sequence = 100,
+                         WallClock::time_point at = kNow, std::uint64_t sender = 42) {
+    std::string stream =
+        encode_stream_open(StreamRole::connector, kKey, stamp_at(at, first_sequence, sender));
+    for (int i = 1; i <= frames; ++i) {
+        stream +=
+            encode_frame(40, "frame " + std::to_string(i), &kKey,
+                         stamp_at(at, first_sequence + static_cast<std::uint64_t>(i), sender));
+    }
+    return stream;
+}
+
+// Drains `reader` at kNow.
+void drain_at(FrameReader& reader, Drained& out, WallClock::time_point now = kNow) {
+    for (;;) {
+        auto r = reader.next(now);
+        if (!r) {
+            out.error = r.error();
+            return;
+        }
+        if (!*r) return;
+        out.frames.emplace_back((*r)->type, std::string((*r)->payload));
+    }
+}
+
+TEST(KeyedStreamTest, OpenFrameIsConsumedAndFramesFollow) {
+    ReplayGuard guard;
+    const std::string stream = keyed_stream(1000);
+    FrameReader reader(kTcpFrameLimits, &kKey, StreamRole::connector, guard);
+    reader.append(stream);
+    Drained got;
+    drain_at(reader, got);
+    ASSERT_FALSE(got.error) << got.error->message();
+    ASSERT_EQ(got.frames.size(), 1000u);
+    EXPECT_EQ(got.frames.front().second, "frame 1");
+    EXPECT_EQ(reader.buffered_bytes(), 0u);
+    // One guard entry for the whole stream.
+    EXPECT_EQ(guard.size(), 1u);
+    EXPECT_EQ(guard.stats().admitted, 1001u);
+}
+
+TEST(KeyedStreamTest, ReplayedStreamIsRejectedAtItsFirstFrame) {
+    ReplayGuard guard;
+    const std::string stream = keyed_stream(3);
+    FrameReader first(kTcpFrameLimits, &kKey, StreamRole::connector, guard);
+    first.append(stream);
+    Drained a;
+    drain_at(first, a);
+    ASSERT_FALSE(a.error);
+    FrameReader replay(kTcpFrameLimits, &kKey, StreamRole::connector, guard);
+    replay.append(stream);
+    Drained b;
+    drain_at(replay, b, kNow + 2s);
+    ASSERT_TRUE(b.error);
+    EXPECT_EQ(b.error->code(), Errc::unauthenticated);
+    EXPECT_TRUE(replay.replay_rejected());
+    EXPECT_TRUE(b.frames.empty());
+    // And it sticks.
+    EXPECT_EQ(replay.next(kNow).code(), Errc::unauthenticated);
+}
+
+TEST(KeyedStreamTest, FramesCutFromAStreamCannotStartOne) {
+    ReplayGuard guard;
+    const std::string stream = keyed_stream(3);
+    const std::size_t open_bytes = kFrameHeaderBytes + 1 + kFrameAuthBytes;
+    FrameReader reader(kTcpFrameLimits, &kKey, StreamRole::connector, guard);
+    reader.append(std::string_view(stream).substr(open_bytes));
+    Drained got;
+    drain_at(reader, got);
+    ASSERT_TRUE(got.error);
+    EXPECT_EQ(got.error->code(), Errc::unauthenticated);
+    EXPECT_TRUE(reader.replay_rejected());
+    EXPECT_TRUE(got.frames.empty());
+}
+
+TEST(KeyedStreamTest, OpenFrameOfTheWrongRoleIsRejected) {
+    ReplayGuard guard;
+    // A node's own stream-open frame reflected back at it.
+    FrameReader reader(kTcpFrameLimits, &kKey, StreamRole::connector, guard);
+    reader.append(encode_stream_open(StreamRole::acceptor, kKey, stamp_at(kNow, 1)));
+    Drained got;
+    drain_at(reader, got);
+    ASSERT_TRUE(got.error);
+    EXPECT_TRUE(reader.replay_rejected());
+}
+
+TEST(KeyedStreamTest, OrderSenderAndFreshnessAreCheckedOnEveryFrame) {
+    struct Case {
+        const char* what;
+        FrameStamp stamp;
+    };
+    for (const Case& c :
+         {Case{"repeated sequence", stamp_at(kNow, 101)},
+          Case{"older sequence", stamp_at(kNow, 50)},
+          Case{"another sender", stamp_at(kNow, 200, 43)}, Case{"stale", stamp_at(kNow - 31s, 200)},
+          Case{"from the future", stamp_at(kNow + 31s, 200)}}) {
+        ReplayGuard guard;
+        FrameReader reader(kTcpFrameLimits, &kKey, StreamRole::connector, guard);
+        reader.append(keyed_stream(1));  // open at 100, one frame at 101
+        reader.append(encode_frame(40, "bad", &kKey, c.stamp));
+        Drained got;
+        drain_at(reader, got);
+        ASSERT_TRUE(got.error) << c.what;
+        EXPECT_EQ(got.error->code(), Errc::unauthenticated) << c.what;
+        EXPECT_TRUE(reader.replay_rejected()) << c.what;
+        EXPECT_EQ(got.frames.size(), 1u) << c.what;
+    }
+    // A second stream-open frame mid-stream is refused too.
+    ReplayGuard guard;
+    FrameReader reader(kTcpFrameLimits, &kKey, StreamRole::connector, guard);
+    reader.append(keyed_stream(1));
+    reader.append(encode_stream_open(StreamRole::connector, kKey, stamp_at(kNow, 300)));
+    Drained got;
+    drain_at(reader, got);
+    ASSERT_TRUE(got.error);
+    EXPECT_TRUE(reader.replay_rejected());
+}
+
+TEST(KeyedStreamTest, BadTagIsNotAReplay) {
+    ReplayGuard guard;
+    FrameReader reader(kTcpFrameLimits, &kOtherKey, StreamRole::connector, guard);
+    reader.append(keyed_stream(1));
+    Drained got;
+    drain_at(reader, got);
+    ASSERT_TRUE(got.error);
+    EXPECT_EQ(got.error->code(), Errc::unauthenticated);
+    EXPECT_FALSE(reader.replay_rejected());
+    EXPECT_EQ(guard.size(), 0u);
+}
+
+TEST(KeyedStreamTest, KeylessStreamsCheckNothing) {
+    ReplayGuard guard;
+    FrameReader reader(kTcpFrameLimits, nullptr, StreamRole::connector, guard);
+    reader.append(stream_of(nullptr));
+    Drained got;
+    drain_at(reader, got);
+    ASSERT_FALSE(got.error);
+    EXPECT_EQ(got.frames, sample_frames());
+    EXPECT_EQ(guard.stats().admitted, 0u);
+}
+
+// --- the transport's replay protection, over real sockets on 127.0.0.1 -------------------------
+
+// A keyed Transport on an ephemeral port, its io_context on a thread of its own.
+class KeyedTransportTest : public ::testing::Test {
+protected:
+    // Runs `f` on the io_context's thread and returns its result.
+    template <class F>
+    auto on_io(F f) {
+        std::promise<decltype(f())> result;
+        boost::asio::post(io_, [&] { result.set_value(f()); });
+        return result.get_future().get();
+    }
+    void SetUp() override {
+        TransportOptions options;
+        options.cluster_key = kKey;
+        auto opened = Transport::open(io_, HostPort{"127.0.0.1", 0}, options);
+        ASSERT_TRUE(opened) << opened.error().message();
+        transport_ = std::move(opened).value();
+        transport_->start([this](chord::Envelope) { ++envelopes_; },
+                          [this](const std::shared_ptr<Connection>& from, const FrameView& frame) {
+                              from->send(encode_frame(41, frame.payload, &kKey));
+                          });
+        work_.emplace(io_.get_executor());
+        thread_ = std::thread([this] { io_.run(); });
+    }
+    void TearDown() override {
+        if (transport_) {
+            on_io([this] {
+                transport_->close();
+                return 0;
+            });
+        }
+        work_.reset();
+        if (thread_.joinable()) thread_.join();
+    }
+
+    TransportStats stats() {
+        return on_io([this] { return transport_->stats(); });
+    }
+    // Waits (up to 5 s) until the transport has received `n` datagrams in all.
+    bool received(std::uint64_t n) {
+        for (int i = 0; i < 500; ++i) {
+            if (stats().datagrams_received >= n) return true;
+            std::this_thread::sleep_for(10ms);
+        }
+        return false;
+    }
+    sockaddr_in address() const {
+        sockaddr_in to{};
+        to.sin_family = AF_INET;
+        to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        to.sin_port = htons(transport_->port());
+        return to;
+    }
+    void send_datagram(const std::string& bytes) {
+        const int fd = ::socket(AF_INET, SOCK_DGRAM, 0);
+        const sockaddr_in to = address();
+        ASSERT_EQ(::sendto(fd, bytes.data(), bytes.size(), 0,
+                           reinterpret_cast<const sockaddr*>(&to), sizeof to),
+                  static_cast<ssize_t>(bytes.size()));
+        ::close(fd);
+    }
+    Envelope ping() const {
+        Envelope e = envelope(chord::Ping{});
+        e.to_address = "127.0.0.1:" + std::to_string(transport_->port());
+        return e;
+    }
+
+    boost::asio::io_context io_;
+    std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> work_;
+    std::thread thread_;
+    std::unique_ptr<Transport> transport_;
+    std::atomic<int> envelopes_{0};
+};
+
+TEST_F(KeyedTransportTest, ReplayedDatagramIsRejected) {
+    const std::string captured = encode_envelope(ping(), &kKey);
+    send_datagram(captured);
+    ASSERT_TRUE(received(1));
+    send_datagram(captured);
+    ASSERT_TRUE(received(2));
+    EXPECT_EQ(envelopes_.load(), 1);
+    const TransportStats s = stats();
+    EXPECT_EQ(s.frames_replayed, 1u);
+    EXPECT_EQ(s.frames_unauthenticated, 1u);
+    EXPECT_EQ(s.frames_dropped, 0u);
+}
+
+TEST_F(KeyedTransportTest, StaleAndFutureDatagramsAreRejectedAndFreshOnesPass) {
+    const auto now = WallClock::now();
+    FrameStamp stale = next_frame_stamp();
+    stale.sent_at_ms = ms_of(now - 60s);
+    FrameStamp future = next_frame_stamp();
+    future.sent_at_ms = ms_of(now + 60s);
+    send_datagram(encode_envelope(ping(), &kKey, stale));
+    send_datagram(encode_envelope(ping(), &kKey, future));
+    send_datagram(encode_envelope(ping(), &kKey));  // fresh
+    ASSERT_TRUE(received(3));
+    EXPECT_EQ(envelopes_.load(), 1);
+    const TransportStats s = stats();
+    EXPECT_EQ(s.frames_replayed, 2u);
+    EXPECT_EQ(s.frames_unauthenticated, 2u);
+    const ReplayGuardStats g = on_io([this] { return transport_->replay_guard().stats(); });
+    EXPECT_EQ(g.too_old, 1u);
+    EXPECT_EQ(g.too_new, 1u);
+    EXPECT_EQ(g.admitted, 1u);
+}
+
+TEST_F(KeyedTransportTest, WrongKeyIsUnauthenticatedNotReplayed) {
+    send_datagram(encode_envelope(ping(), &kOtherKey));
+    send_datagram(encode_envelope(ping(), nullptr));
+    ASSERT_TRUE(received(2));
+    EXPECT_EQ(envelopes_.load(), 0);
+    const TransportStats s = stats();
+    EXPECT_EQ(s.frames_unauthenticated, 2u);
+    EXPECT_EQ(s.frames_replayed, 0u);
+}
+
+// Blocking TCP helpers for the stream tests.
+int connect_to(const sockaddr_in& to) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    if (::connect(fd, reinterpret_cast<const sockaddr*>(&to), sizeof to) != 0) {
+        ::close(fd);
+        return -1;
+    }
+    timeval timeout{5, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+    return fd;
+}
+
+// Reads frames (a keyed stream opened by the acceptor) until `want` arrived, the peer closes
+// or 5 s pass.
+Drained read_frames(int fd, std::size_t want) {
+    ReplayGuard guard;
+    FrameReader reader(kTcpFrameLimits, &kKey, StreamRole::acceptor, guard);
+    Drained got;
+    char buffer[4096];
+    while (got.frames.size() < want && !got.error) {
+        const ssize_t n = ::recv(fd, buffer, sizeof buffer, 0);
+        if (n <= 0) break;
+        reader.append(std::string_view(buffer, static_cast<std::size_t>(n)));
+        drain(reader, got);
+    }
+    return got;
+}
+
+TEST_F(KeyedTransportTest, ReplayedTcpStreamIsDropped) {
+    // Encoded one after the other: frames must be stamped in the order they are sent.
+    std::string recorded = encode_stream_open(StreamRole::connector, kKey);
+    recorded += encode_frame(40, "one", &kKey);
+    recorded += encode_frame(40, "two", &kKey);
+    // The genuine stream: two replies (after the node's own stream-open frame).
+    {
+        const int fd = connect_to(address());
+        ASSERT_GE(fd, 0);
+        ASSERT_EQ(::send(fd, recorded.data(), recorded.size(), MSG_NOSIGNAL),
+                  static_cast<ssize_t>(recorded.size()));
+        const Drained got = read_frames(fd, 2);
+        ::close(fd);
+        ASSERT_FALSE(got.error) << got.error->message();
+        ASSERT_EQ(got.frames.size(), 2u);
+        EXPECT_EQ(got.frames[1].second, "two");
+    }
+    // The same bytes again on a new connection: dropped at the stream-open frame, no reply.
+    {
+        const int fd = connect_to(address());
+        ASSERT_GE(fd, 0);
+        ASSERT_EQ(::send(fd, recorded.data(), recorded.size(), MSG_NOSIGNAL),
+                  static_cast<ssize_t>(recorded.size()));
+        const Drained got = read_frames(fd, 1);  // ends when the node closes the connection
+        ::close(fd);
+        EXPECT_TRUE(got.frames.empty());
+    }
+    const TransportStats s = stats();
+    EXPECT_EQ(s.tcp_frames_received, 2u);
+    EXPECT_EQ(s.frames_replayed, 1u);
+    EXPECT_EQ(s.frames_unauthenticated, 1u);
+    EXPECT_EQ(s.tcp_connections_dropped, 1u);
+}
+
+TEST_F(KeyedTransportTest, RequestClientOpensKeyedStreams) {
+    for (int round = 0; round < 3; ++round) {
+        auto client =
+            RequestClient::connect("127.0.0.1:" + std::to_string(transport_->port()), 2s, kKey);
+        ASSERT_TRUE(client) << client.error().message();
+        for (int i = 0; i < 10; ++i) {
+            const std::string body = "request " + std::to_string(i);
+            auto reply = (*client)->call(encode_frame(40, body, &kKey), 2s);
+            ASSERT_TRUE(reply) << reply.error().message();
+            EXPECT_EQ(reply->type, 41);
+            EXPECT_EQ(reply->payload, body);
+        }
+    }
+    EXPECT_EQ(stats().frames_unauthenticated, 0u);
+    // 3 streams: one guard entry each, not one per frame.
+    EXPECT_EQ(on_io([this] { return transport_->replay_guard().size(); }), 3u);
+}
+
+TEST_F(KeyedTransportTest, RequestClientExplainsKeyMismatches) {
+    const std::string address = "127.0.0.1:" + std::to_string(transport_->port());
+    for (const std::string& key : {std::string(), kOtherKey}) {
+        auto client = RequestClient::connect(address, 2s, key);
+        ASSERT_TRUE(client) << client.error().message();
+        auto reply = (*client)->call(encode_frame(40, "x", (*client)->key()), 2s);
+        ASSERT_FALSE(reply);
+        EXPECT_EQ(reply.code(), Errc::unauthenticated) << reply.error().message();
+        EXPECT_NE(reply.error().message().find("cluster key?"), std::string::npos)
+            << reply.error().message();
+    }
 }
 
 }  // namespace
