@@ -175,6 +175,7 @@ void Node::coordinate_put(const ConnectionPtr& from, chord::Protocol& vnode,
         reply_error(from, request.request_id, applied.error());
         return;
     }
+    repair_memo_[index_of(vnode)].dirty = true;
     const auto replicas = replica_addresses(vnode, options_.replicas - 1);
     struct Progress {
         std::size_t copies = 1;  // the owner's

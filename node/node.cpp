@@ -106,6 +106,7 @@ Result<std::unique_ptr<Node>> Node::open(asio::io_context& io, NodeOptions optio
     }
     std::sort(node->sorted_ids_.begin(), node->sorted_ids_.end());
     node->counters_.resize(node->vnodes_.size());
+    node->repair_memo_.resize(node->vnodes_.size());
     node->arc_synced_.assign(node->vnodes_.size(), false);
     node->repair_seen_predecessor_.resize(node->vnodes_.size());
     return node;
@@ -357,6 +358,7 @@ net::InfoReply Node::info(bool keys) const {
     out.frames_dropped = t.frames_dropped;
     out.frames_unauthenticated = t.frames_unauthenticated;
     out.tcp_connections_dropped = t.tcp_connections_dropped;
+    out.frames_replayed = t.frames_replayed;
     out.repair_keys_pulled = repair_keys_pulled_;
     out.repair_keys_pushed = repair_keys_pushed_;
     out.repair_rounds = repair_rounds_;

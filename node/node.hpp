@@ -75,6 +75,9 @@ struct NodeOptions {
     // (round robin over the vnodes), in how many digest buckets, and how many keys move per
     // batch. Bounds the repair traffic; a joining node's arc arrives the same way.
     std::chrono::milliseconds repair_interval = std::chrono::milliseconds(500);
+    // An arc that is synced, unwritten and has the same holders is compared again only this
+    // often (a holder that lost its data, e.g. a disk replaced, is found within it).
+    std::chrono::milliseconds repair_full_interval = std::chrono::seconds(60);
     std::size_t repair_buckets = 64;
     std::size_t repair_batch_keys_max = 512;
     // Deletes are tombstones, replicated like values; a tombstone older than this is purged
@@ -250,6 +253,14 @@ private:
     std::uint64_t repair_keys_pushed_ = 0;
     std::uint64_t repair_rounds_ = 0;
     std::vector<VnodeCounters> counters_;
+    // Per vnode: whether its arc was written since its last repair round started, the holders
+    // it was last synced with, and when it must be compared again even if nothing changed.
+    struct RepairMemo {
+        bool dirty = true;
+        std::vector<std::string> holders;
+        chord::Time check_by{};
+    };
+    std::vector<RepairMemo> repair_memo_;
     std::vector<bool> arc_synced_;
     // (id, index) of every vnode, sorted by id, for span_vnode().
     std::vector<std::pair<chord::NodeId, std::size_t>> sorted_ids_;

@@ -96,12 +96,29 @@ void Node::repair_round() {
         return;
     }
     note_predecessors();
+    // The next vnode with work: urgent ones first; in the round robin, an arc that is synced,
+    // unwritten since, with the same holders and checked within repair_full_interval is
+    // skipped (an idle ring then costs no digests; a holder that lost data is still found
+    // within the full interval).
     std::size_t index = 0;
+    std::vector<std::string> holders;
+    bool found = false;
     if (!repair_urgent_.empty()) {
         index = repair_urgent_.front();
         repair_urgent_.pop_front();
-    } else {
+        holders = replica_addresses(*vnodes_[index], options_.replicas - 1);
+        found = true;
+    }
+    const chord::Time t = now();
+    for (std::size_t tried = 0; !found && tried < vnodes_.size(); ++tried) {
         index = repair_next_vnode_++ % vnodes_.size();
+        holders = replica_addresses(*vnodes_[index], options_.replicas - 1);
+        const RepairMemo& memo = repair_memo_[index];
+        found = memo.dirty || !arc_settled(index) || holders != memo.holders || t >= memo.check_by;
+    }
+    if (!found) {
+        arm_repair();
+        return;
     }
     chord::Protocol& vnode = *vnodes_[index];
     const auto& ring = vnode.ring_state();
@@ -114,7 +131,9 @@ void Node::repair_round() {
     job->to = ring.self.id;
     job->vnode = index;
     job->handoff = !arc_synced_[index];
-    job->holders = replica_addresses(vnode, options_.replicas - 1);
+    job->holders = std::move(holders);
+    // Writes from now on make the arc dirty again; this job covers the ones before.
+    repair_memo_[index].dirty = false;
     if (job->holders.empty()) {
         // No other process holds copies (R = 1, or alone on the ring): nothing to sync with.
         arc_synced_[index] = true;
@@ -130,6 +149,9 @@ void Node::repair_done(const std::shared_ptr<RepairJob>& job) {
     const auto& pred = vnodes_[job->vnode]->ring_state().predecessor;
     if (job->complete && pred && pred->id == job->from) {
         arc_synced_[job->vnode] = true;
+        RepairMemo& memo = repair_memo_[job->vnode];
+        memo.holders = job->holders;
+        memo.check_by = now() + options_.repair_full_interval;
         gc_start(job->vnode);  // ends the round (gc_done)
         return;
     }
@@ -139,6 +161,7 @@ void Node::repair_done(const std::shared_ptr<RepairJob>& job) {
 
 void Node::repair_holder_failed(const std::shared_ptr<RepairJob>& job) {
     job->complete = false;
+    repair_memo_[job->vnode].dirty = true;  // look again at the next turn
     ++job->holder;
     repair_with(job);
 }

@@ -333,8 +333,8 @@ int cmd_stats(const Settings& s) {
                   << ",\"frames_dropped\":" << info->frames_dropped
                   << ",\"frames_unauthenticated\":" << info->frames_unauthenticated
                   << ",\"tcp_connections_dropped\":" << info->tcp_connections_dropped
-                  << ",\"keys_owned\":" << owned << ",\"replica_keys\":" << replica
-                  << ",\"repair_rounds\":" << info->repair_rounds
+                  << ",\"frames_replayed\":" << info->frames_replayed << ",\"keys_owned\":" << owned
+                  << ",\"replica_keys\":" << replica << ",\"repair_rounds\":" << info->repair_rounds
                   << ",\"tombstones_purged\":" << info->tombstones_purged
                   << ",\"copies_dropped\":" << info->copies_dropped << ",\"vnodes\":[";
         for (std::size_t i = 0; i < info->vnodes.size(); ++i) {
