@@ -10,6 +10,7 @@ packages=(
     librocksdb-dev libssl-dev libspdlog-dev libfmt-dev
     libgtest-dev libgmock-dev libbenchmark-dev
     clang clang-format python3 iproute2
+    libclang-rt-dev llvm  # scripts/fuzz: libFuzzer and the sanitizer runtimes; llvm-symbolizer
 )
 
 missing=()
