@@ -91,6 +91,7 @@ private:
     std::vector<char> buffer_;
     std::deque<std::string> queue_;
     bool writing_ = false;
+    std::size_t writing_frames_ = 0;  // queue_'s first frames, being written at once
 };
 
 class Transport {
