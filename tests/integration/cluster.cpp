@@ -195,3 +195,59 @@ std::string Cluster::dump() const {
 }
 
 }  // namespace chordkv::testing
+
+namespace chordkv::testing {
+
+Result<net::InfoReply> info_of(const std::string& address, const std::string& cluster_key,
+                               bool keys, std::chrono::milliseconds timeout) {
+    using R = Result<net::InfoReply>;
+    auto client = net::RequestClient::connect(address, timeout, cluster_key);
+    if (!client) return R(client.error());
+    auto frame =
+        (*client)->call(net::encode_admin(net::InfoRequest{7, keys}, (*client)->key()), timeout);
+    if (!frame) return R(frame.error());
+    if (frame->type != net::admin_type<net::InfoReply>()) {
+        return R(Errc::malformed_message, "unexpected reply type");
+    }
+    return net::decode_admin<net::InfoReply>(frame->payload);
+}
+
+std::string ideal_ring_problem(const std::vector<std::string>& addresses, std::size_t successors,
+                               const std::string& cluster_key) {
+    std::map<chord::NodeId, net::VnodeInfo> vnodes;
+    for (const auto& address : addresses) {
+        auto r = info_of(address, cluster_key);
+        if (!r) return address + ": " + r.error().message();
+        for (const auto& v : r->vnodes) vnodes[v.id] = v;
+    }
+    if (vnodes.empty()) return "no running process";
+    std::vector<chord::NodeId> ids;
+    for (const auto& [id, v] : vnodes) ids.push_back(id);
+    const std::size_t m = ids.size();
+    const std::size_t r = std::min<std::size_t>(successors, m > 1 ? m - 1 : 1);
+    for (std::size_t k = 0; k < m; ++k) {
+        const auto& v = vnodes[ids[k]];
+        if (v.state != kMember) return ids[k].short_hex() + " is not a member";
+        if (m == 1) continue;
+        const auto& pred = ids[(k + m - 1) % m];
+        if (!v.predecessor || v.predecessor->id != pred) {
+            return ids[k].short_hex() + ": predecessor " +
+                   (v.predecessor ? v.predecessor->id.short_hex() : std::string("none")) +
+                   ", expected " + pred.short_hex();
+        }
+        if (v.successors.size() != r) {
+            return ids[k].short_hex() + ": " + std::to_string(v.successors.size()) +
+                   " successors, expected " + std::to_string(r);
+        }
+        for (std::size_t j = 0; j < r; ++j) {
+            const auto& expected = ids[(k + 1 + j) % m];
+            if (v.successors[j].id != expected) {
+                return ids[k].short_hex() + ": successor " + std::to_string(j) + " is " +
+                       v.successors[j].id.short_hex() + ", expected " + expected.short_hex();
+            }
+        }
+    }
+    return "";
+}
+
+}  // namespace chordkv::testing

@@ -69,4 +69,18 @@ private:
 std::string chordd_path();
 std::string chordctl_path();
 
+// The InfoReply of the process at `address` ("host:port"), over the wire; with `keys`, the
+// vnodes' key counts too. Errors: those of net::RequestClient (unreachable, timed_out, ...)
+// and malformed_message for an unexpected reply.
+Result<net::InfoReply> info_of(const std::string& address, const std::string& cluster_key = {},
+                               bool keys = false,
+                               std::chrono::milliseconds timeout = std::chrono::seconds(2));
+
+// Cluster::ideal_ring_problem() for processes that this harness did not start (for instance
+// the hosts of tools/chord-cluster): "" when the processes at `addresses` form the ideal ring
+// (one ordered ring of all their vnodes, successor lists = the next min(successors, M-1),
+// predecessors right); else the first problem, an address that does not answer included.
+std::string ideal_ring_problem(const std::vector<std::string>& addresses, std::size_t successors,
+                               const std::string& cluster_key = {});
+
 }  // namespace chordkv::testing
