@@ -95,6 +95,9 @@ Result<std::unique_ptr<Node>> Node::open(asio::io_context& io, NodeOptions optio
     }
     node->advertise_text_ = node->advertise_.to_string();
 
+    if (auto mark = check_cluster_mark(*node->store_, o.transport.cluster_key); !mark) {
+        return R(Errc::storage_error, "data dir '" + o.data_dir + "': " + mark.error().message());
+    }
     auto ids = load_or_create_vnode_ids(*node->store_, node->advertise_text_, o.vnodes);
     if (!ids)
         return R(ids.error().code(), "data dir '" + o.data_dir + "': " + ids.error().detail());

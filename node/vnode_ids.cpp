@@ -1,5 +1,9 @@
 #include "node/vnode_ids.hpp"
 
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include <stdexcept>
 #include <string>
 
 #include "chord/hash_ring.hpp"
@@ -47,6 +51,42 @@ Result<std::vector<chord::NodeId>> load_or_create_vnode_ids(storage::KeyStore& s
     batch.put_meta(kMetaAdvertise, advertise);
     if (auto status = store.write(batch); !status) return R(status.error());
     return ids;
+}
+
+namespace {
+
+std::string cluster_mark(const std::string& cluster_key) {
+    if (cluster_key.empty()) return "none";
+    static constexpr std::string_view kLabel = "chordkv data dir";
+    unsigned char out[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    if (HMAC(EVP_sha256(), cluster_key.data(), static_cast<int>(cluster_key.size()),
+             reinterpret_cast<const unsigned char*>(kLabel.data()), kLabel.size(), out,
+             &len) == nullptr) {
+        throw std::runtime_error("OpenSSL HMAC-SHA256 failed");
+    }
+    return "hmac:" + std::string(reinterpret_cast<const char*>(out), len);
+}
+
+}  // namespace
+
+Status check_cluster_mark(storage::KeyStore& store, const std::string& cluster_key) {
+    const std::string mine = cluster_mark(cluster_key);
+    auto stored = store.get_meta(kMetaClusterMark);
+    if (!stored) {
+        if (stored.code() != Errc::not_found) return Status(stored.error());
+        return store.put_meta(kMetaClusterMark, mine);
+    }
+    if (*stored == mine) return {};
+    const auto describe = [](const std::string& mark) {
+        return mark == "none" ? std::string("no cluster key") : std::string("a cluster key");
+    };
+    std::string why =
+        "it was written by a cluster with " + describe(*stored) + " and this process has ";
+    why += *stored != "none" && mine != "none" ? "a different one" : describe(mine);
+    return Status(Errc::invalid_argument,
+                  "the data dir belongs to another cluster: " + why +
+                      " (use a fresh --data-dir, or the cluster's own --cluster-key-file)");
 }
 
 }  // namespace chordkv

@@ -41,6 +41,7 @@ public:
     std::size_t size() const noexcept { return procs_.size(); }
     std::string address(std::size_t i) const;
     const std::string& log_path(std::size_t i) const { return procs_[i].log; }
+    const std::string& data_dir(std::size_t i) const { return procs_[i].dir; }
     std::string log(std::size_t i) const;
 
     // The vnodes of process i, over the wire; with `keys`, their key counts too.

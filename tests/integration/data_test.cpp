@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <random>
@@ -546,6 +547,61 @@ TEST(DataIntegration, TombstonesArePurgedAfterTheGracePeriodAndDeletesStayDelete
     // purged it first (it is purged again: deletes are never undone by it).
     EXPECT_GE(purged, 300u);
     EXPECT_EQ(wrong_reads(client, keys, expected), 0u);
+}
+
+}  // namespace
+}  // namespace chordkv::testing
+
+namespace chordkv::testing {
+namespace {
+
+// A data dir written by one cluster is refused by a process of another (another cluster key,
+// or none): chordd exits 3 saying so, and the data is untouched for its own cluster.
+TEST(DataIntegration, ADataDirFromAnotherClusterIsRefusedAndKept) {
+    const std::string dir =
+        ::testing::TempDir() + "/chordkv-other-cluster-" + std::to_string(std::random_device{}());
+    std::filesystem::create_directories(dir);
+    const auto write_key = [&](const std::string& name, const std::string& bytes) {
+        std::ofstream(dir + "/" + name) << bytes;
+        return dir + "/" + name;
+    };
+    const std::string key_a = write_key("a.key", "cluster-a-secret-0123456789abcdef");
+    const std::string key_b = write_key("b.key", "cluster-b-secret-0123456789abcdef");
+
+    ClusterOptions options;
+    options.key_file = key_a;
+    Cluster cluster(options);
+    ASSERT_TRUE(cluster.start(0, -1)) << cluster.log(0);
+    {
+        ClientOptions o;
+        o.seeds = {cluster.address(0)};
+        o.cluster_key = "cluster-a-secret-0123456789abcdef";
+        Client client(o);
+        ASSERT_TRUE(client.put("kept", "across the refusals"));
+    }
+    ASSERT_EQ(cluster.terminate(0, 30s), std::optional<int>(0)) << cluster.log(0);
+
+    for (const std::vector<std::string>& key_flags :
+         {std::vector<std::string>{}, std::vector<std::string>{"--cluster-key-file", key_b}}) {
+        std::vector<std::string> argv = {chordd_path(), "--listen",
+                                         "127.0.0.1:" + std::to_string(free_port()), "--data-dir",
+                                         cluster.data_dir(0)};
+        argv.insert(argv.end(), key_flags.begin(), key_flags.end());
+        auto run = run_command(argv, 20s);
+        EXPECT_EQ(run.exit_code, 3) << run.out;
+        EXPECT_NE(run.out.find("belongs to another cluster"), std::string::npos) << run.out;
+    }
+
+    // Its own cluster's process still serves the key.
+    ASSERT_TRUE(cluster.start(0, -1)) << cluster.log(0);
+    ClientOptions o;
+    o.seeds = {cluster.address(0)};
+    o.cluster_key = "cluster-a-secret-0123456789abcdef";
+    Client client(o);
+    auto got = client.get("kept");
+    ASSERT_TRUE(got) << got.error().message();
+    EXPECT_TRUE(got->found && got->value == "across the refusals");
+    std::filesystem::remove_all(dir);
 }
 
 }  // namespace
