@@ -24,6 +24,7 @@
 #include <boost/program_options.hpp>
 #include <chrono>
 #include <cstdio>
+#include <ctime>
 #include <filesystem>
 #include <functional>
 #include <future>
@@ -123,6 +124,18 @@ std::string wall_clock() {
     char buf[32];
     std::snprintf(buf, sizeof buf, "%02d:%02d:%02d.%03d", tm.tm_hour, tm.tm_min, tm.tm_sec,
                   static_cast<int>(ms));
+    return buf;
+}
+
+// The wall-clock time a version was stamped at (an HLC stamp: Unix ms << 16 | logical).
+std::string version_time(std::uint64_t version) {
+    const auto ms = static_cast<std::int64_t>(version >> 16);
+    const std::time_t t = ms / 1000;
+    std::tm tm{};
+    localtime_r(&t, &tm);
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%02d:%02d:%02d.%03d", tm.tm_hour, tm.tm_min, tm.tm_sec,
+                  static_cast<int>(ms % 1000));
     return buf;
 }
 
@@ -542,6 +555,18 @@ private:
         }
     }
 
+    // When a read returned a value whose write was acknowledged with another version: the
+    // same write was applied again later, with a new stamp (a request that reached its node
+    // long after the client gave up on it and wrote elsewhere).
+    std::string reapplied_note(std::size_t k, const Observed& got, std::uint64_t version) const {
+        if (!got) return "";  // deletes have no value to tell them apart
+        auto acked = oracle_.acked_version(k, got);
+        if (!acked || *acked == version) return "";
+        return "\n      that value was acknowledged with v=" + std::to_string(*acked) + " (" +
+               version_time(*acked) + "); the copy read was stamped " + version_time(version) +
+               ": the same write applied again later";
+    }
+
     // The first few failed operations after each fault are logged with the owner every
     // running host names for the key (a LookupRequest to each): whether the cluster still
     // routes to a host that is gone, or the client does.
@@ -889,6 +914,7 @@ private:
                  (quorum ? describe(quorum->found ? Observed(quorum->value) : std::nullopt) +
                                " v=" + std::to_string(quorum->version)
                          : "failed: " + quorum.error().message());
+            if (readable) s += reapplied_note(k, observed, (*got)->version);
             s += "\n" + oracle_.events(k, "      ");
             c.lost_examples.push_back(s);
         }
@@ -1097,8 +1123,10 @@ private:
             out << "\n  stale reads (first " << stale_reads_.size() << "):\n";
             for (const auto& s : stale_reads_) {
                 out << "    +" << fixed(s.at_s, 3) << " s " << key_name(s.key) << ": got "
-                    << describe(s.got) << " v=" << s.version << ", expected " << s.expected
-                    << "; after fault " << fault_before(s.at_s) << "\n      owner: " << s.owner
+                    << describe(s.got) << " v=" << s.version
+                    << (s.version ? " (stamped " + version_time(s.version) + ")" : "")
+                    << ", expected " << s.expected << "; after fault " << fault_before(s.at_s)
+                    << "\n      owner: " << s.owner << reapplied_note(s.key, s.got, s.version)
                     << "\n"
                     << oracle_.events(s.key, "        ");
             }

@@ -39,6 +39,7 @@ void KeyOracle::on_write_acked(std::size_t key, const Observed& value, std::uint
     h.acked_version = version;
     h.ever_acked = true;
     h.maybe.clear();
+    h.acked_writes.emplace_back(value, version);
     ++h.writes;
     note(key, at_s,
          std::string(value ? "put " : "del ") + describe(value) +
@@ -68,6 +69,15 @@ bool KeyOracle::on_read(std::size_t key, const Observed& got, std::uint64_t vers
 
 void KeyOracle::on_read_failed(std::size_t key, const std::string& error, double at_s) {
     note(key, at_s, "get failed: " + error);
+}
+
+std::optional<std::uint64_t> KeyOracle::acked_version(std::size_t key,
+                                                      const Observed& value) const {
+    const auto& writes = keys_[key].acked_writes;
+    for (auto it = writes.rbegin(); it != writes.rend(); ++it) {
+        if (it->first == value) return it->second;
+    }
+    return std::nullopt;
 }
 
 std::string KeyOracle::expected(std::size_t key) const {

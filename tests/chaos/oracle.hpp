@@ -21,6 +21,7 @@
 #include <deque>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace chordkv::chaos {
@@ -43,6 +44,9 @@ struct KeyHistory {
     std::vector<Observed> maybe;      // writes that failed after `acked`, oldest first
     std::uint64_t writes = 0;         // attempted writes, acknowledged or not
     std::deque<KeyEvent> events;      // the last few operations, for diagnosis
+    // Every acknowledged write with the version it was acknowledged with: a read that returns
+    // one of these values with another version saw the same write applied a second time.
+    std::vector<std::pair<Observed, std::uint64_t>> acked_writes;
 };
 
 class KeyOracle {
@@ -66,6 +70,9 @@ public:
     void on_read_failed(std::size_t key, const std::string& error, double at_s);
 
     const KeyHistory& history(std::size_t key) const { return keys_[key]; }
+    // The version `value` was last acknowledged with, if a write of it was (nullopt: a
+    // delete).
+    std::optional<std::uint64_t> acked_version(std::size_t key, const Observed& value) const;
     // What a read may return, e.g. "'v3' (or 'v4', not found)".
     std::string expected(std::size_t key) const;
     // The key's recent events, one per line, each prefixed by `indent`.

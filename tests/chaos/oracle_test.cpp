@@ -52,6 +52,9 @@ TEST(KeyOracle, KeysAreIndependentAndEventsAreBounded) {
     EXPECT_FALSE(oracle.on_read(1, "w8", 108, 2.0));
     EXPECT_NE(oracle.events(1, "  ").find("STALE"), std::string::npos);
     EXPECT_EQ(oracle.expected(1), "'w9' v=109");
+    EXPECT_EQ(oracle.acked_version(1, "w3"), 103u);
+    EXPECT_FALSE(oracle.acked_version(1, "w10").has_value());
+    EXPECT_FALSE(oracle.acked_version(0, std::nullopt).has_value());
 }
 
 }  // namespace
