@@ -107,16 +107,7 @@ bool Cluster::running(std::size_t i) {
 }
 
 Result<net::InfoReply> Cluster::info(std::size_t i, bool keys) const {
-    using R = Result<net::InfoReply>;
-    auto client = net::RequestClient::connect(address(i), std::chrono::seconds(2), key_);
-    if (!client) return R(client.error());
-    auto frame = (*client)->call(net::encode_admin(net::InfoRequest{7, keys}, (*client)->key()),
-                                 std::chrono::seconds(2));
-    if (!frame) return R(frame.error());
-    if (frame->type != net::admin_type<net::InfoReply>()) {
-        return R(Errc::malformed_message, "unexpected reply type");
-    }
-    return net::decode_admin<net::InfoReply>(frame->payload);
+    return info_of(address(i), key_, keys);
 }
 
 std::vector<chord::NodeId> Cluster::live_ids() const {
@@ -132,42 +123,14 @@ std::vector<chord::NodeId> Cluster::live_ids() const {
 }
 
 std::string Cluster::ideal_ring_problem() const {
-    std::map<chord::NodeId, net::VnodeInfo> vnodes;
+    std::vector<std::string> addresses;
     for (std::size_t i = 0; i < procs_.size(); ++i) {
-        if (!procs_[i].child || !const_cast<Cluster*>(this)->running(i)) continue;
-        auto r = info(i);
-        if (!r) return address(i) + ": " + r.error().message();
-        for (const auto& v : r->vnodes) vnodes[v.id] = v;
-    }
-    if (vnodes.empty()) return "no running process";
-    std::vector<chord::NodeId> ids;
-    for (const auto& [id, v] : vnodes) ids.push_back(id);
-    const std::size_t m = ids.size();
-    const std::size_t r =
-        std::min<std::size_t>(static_cast<std::size_t>(options_.successors), m > 1 ? m - 1 : 1);
-    for (std::size_t k = 0; k < m; ++k) {
-        const auto& v = vnodes[ids[k]];
-        if (v.state != kMember) return ids[k].short_hex() + " is not a member";
-        if (m == 1) continue;
-        const auto& pred = ids[(k + m - 1) % m];
-        if (!v.predecessor || v.predecessor->id != pred) {
-            return ids[k].short_hex() + ": predecessor " +
-                   (v.predecessor ? v.predecessor->id.short_hex() : std::string("none")) +
-                   ", expected " + pred.short_hex();
-        }
-        if (v.successors.size() != r) {
-            return ids[k].short_hex() + ": " + std::to_string(v.successors.size()) +
-                   " successors, expected " + std::to_string(r);
-        }
-        for (std::size_t j = 0; j < r; ++j) {
-            const auto& expected = ids[(k + 1 + j) % m];
-            if (v.successors[j].id != expected) {
-                return ids[k].short_hex() + ": successor " + std::to_string(j) + " is " +
-                       v.successors[j].id.short_hex() + ", expected " + expected.short_hex();
-            }
+        if (procs_[i].child && const_cast<Cluster*>(this)->running(i)) {
+            addresses.push_back(address(i));
         }
     }
-    return "";
+    return testing::ideal_ring_problem(addresses, static_cast<std::size_t>(options_.successors),
+                                       key_);
 }
 
 }  // namespace chordkv::testing
