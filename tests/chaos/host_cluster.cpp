@@ -18,7 +18,10 @@ std::string trimmed(std::string s) {
 
 std::string joined(const std::vector<int>& hosts) {
     std::string out;
-    for (int i : hosts) out += (out.empty() ? "" : ",") + std::to_string(i);
+    for (int i : hosts) {
+        if (!out.empty()) out += ',';
+        out += std::to_string(i);
+    }
     return out;
 }
 
