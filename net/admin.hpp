@@ -74,6 +74,8 @@ struct InfoReply {
     bool keys_counted = false;         // the VnodeInfo key counts are filled in
     // Of frames_unauthenticated: frames with a good MAC but a stale or repeated stamp.
     std::uint64_t frames_replayed = 0;
+    // Writes refused because they reached the owner after their deadline (net/data.hpp).
+    std::uint64_t expired_writes = 0;
 };
 
 struct LookupRequest {

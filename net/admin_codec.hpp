@@ -103,7 +103,7 @@ void serialize(Archive& ar, chordkv::net::InfoReply& m, const unsigned int) {
     ar& m.request_id& m.address& m.version& m.vnodes& m.datagrams_received& m.frames_dropped& m
         .frames_unauthenticated& m.tcp_connections_dropped& m.repair_keys_pulled& m
         .repair_keys_pushed& m.repair_rounds& m.tombstones_purged& m.copies_dropped& m
-        .keys_counted& m.frames_replayed;
+        .keys_counted& m.frames_replayed& m.expired_writes;
 }
 template <class Archive>
 void serialize(Archive& ar, chordkv::net::LookupRequest& m, const unsigned int) {
@@ -132,7 +132,7 @@ void serialize(Archive& ar, chordkv::net::WireRecord& m, const unsigned int) {
 }
 template <class Archive>
 void serialize(Archive& ar, chordkv::net::PutRequest& m, const unsigned int) {
-    ar& m.request_id& m.key& m.value& m.tombstone;
+    ar& m.request_id& m.key& m.value& m.tombstone& m.deadline_ms;
 }
 template <class Archive>
 void serialize(Archive& ar, chordkv::net::PutReply& m, const unsigned int) {

@@ -9,6 +9,7 @@
 //   owner ──ReadReplicaRequest──► replica ──ReadReplicaReply──► owner (fallback, quorum)
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -47,12 +48,28 @@ struct WireRecord {
 };
 
 // put (tombstone = false) or delete (tombstone = true, value empty).
+//
+// deadline_ms: wall-clock milliseconds since the Unix epoch (the sender's clock) after which the
+// owner must not apply the write; 0 = none. A client sets it to the moment it stops waiting
+// for the reply, so that a request delayed in the network (a cut link, TCP retransmitting for
+// tens of seconds) cannot land after the client gave up and wrote a newer value elsewhere:
+// the owner stamps versions on arrival, and such a late write would win last-writer-wins
+// over the newer, acknowledged one. Clock skew between client and owner widens or narrows
+// the window by the skew (the HLC assumes bounded skew too).
 struct PutRequest {
     std::uint64_t request_id = 0;
     std::string key;
     std::string value;
     bool tombstone = false;
+    std::uint64_t deadline_ms = 0;
 };
+
+// The deadline_ms of a request sent now that its sender waits `timeout` for.
+inline std::uint64_t deadline_after(std::chrono::milliseconds timeout) {
+    const auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
+        std::chrono::system_clock::now().time_since_epoch());
+    return static_cast<std::uint64_t>((now + timeout).count());
+}
 
 struct PutReply {
     std::uint64_t request_id = 0;

@@ -1,6 +1,7 @@
 #include "node/client.hpp"
 
 #include <algorithm>
+#include <type_traits>
 
 #include "net/admin_codec.hpp"
 #include "node/reply.hpp"
@@ -24,6 +25,9 @@ Result<net::Frame> Client::exchange(const std::string& address, Request& request
     auto c = connection(address);
     if (!c) return Result<net::Frame>(c.error());
     request.request_id = next_request_id_++;
+    if constexpr (std::is_same_v<Request, net::PutRequest>) {
+        request.deadline_ms = net::deadline_after(options_.timeout);
+    }
     auto frame = (*c)->call(net::encode_admin(request, (*c)->key()), options_.timeout);
     if (!frame) connections_.erase(address);  // the stream is in an unknown state
     return frame;

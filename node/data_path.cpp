@@ -168,6 +168,19 @@ void Node::on_put(const ConnectionPtr& from, net::PutRequest request) {
 
 void Node::coordinate_put(const ConnectionPtr& from, chord::Protocol& vnode,
                           net::PutRequest request) {
+    if (request.deadline_ms != 0) {
+        const std::uint64_t now = physical_ms();
+        if (now > request.deadline_ms) {
+            // The client stopped waiting for this write and may have written the key since;
+            // applying it now would stamp it newer than that write (net/data.hpp).
+            ++expired_writes_;
+            reply_error(from, request.request_id,
+                        Error(Errc::timed_out, "the write reached the owner " +
+                                                   std::to_string(now - request.deadline_ms) +
+                                                   " ms after its deadline; not applied"));
+            return;
+        }
+    }
     const storage::Record record{hlc_.stamp(physical_ms()), request.tombstone,
                                  request.tombstone ? std::string() : std::move(request.value)};
     auto applied = store_->apply(request.key, record);

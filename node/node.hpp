@@ -267,6 +267,7 @@ private:
     boost::asio::steady_timer purge_timer_;
     std::uint64_t tombstones_purged_ = 0;
     std::uint64_t copies_dropped_ = 0;
+    std::uint64_t expired_writes_ = 0;
     bool leaving_ = false;
     NodeCallback left_handler_;
     chord::Time timer_at_ = chord::Time::max();

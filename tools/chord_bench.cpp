@@ -360,13 +360,15 @@ private:
         const std::string& value = value_;
         c.pool.call(
             r->target,
-            [r, key, &value](std::uint64_t rid) {
+            [r, key, &value, timeout = settings_.timeout](std::uint64_t rid) {
                 if (r->op == kGet) {
                     return chordkv::net::encode_admin(chordkv::net::GetRequest{rid, r->key, false},
                                                       key);
                 }
                 return chordkv::net::encode_admin(
-                    chordkv::net::PutRequest{rid, r->key, value, false}, key);
+                    chordkv::net::PutRequest{rid, r->key, value, false,
+                                             chordkv::net::deadline_after(timeout)},
+                    key);
             },
             [this, &c, r](Result<Frame> frame) { on_reply(c, r, std::move(frame)); });
     }

@@ -336,7 +336,8 @@ int cmd_stats(const Settings& s) {
                   << ",\"frames_replayed\":" << info->frames_replayed << ",\"keys_owned\":" << owned
                   << ",\"replica_keys\":" << replica << ",\"repair_rounds\":" << info->repair_rounds
                   << ",\"tombstones_purged\":" << info->tombstones_purged
-                  << ",\"copies_dropped\":" << info->copies_dropped << ",\"vnodes\":[";
+                  << ",\"copies_dropped\":" << info->copies_dropped
+                  << ",\"expired_writes\":" << info->expired_writes << ",\"vnodes\":[";
         for (std::size_t i = 0; i < info->vnodes.size(); ++i) {
             const auto& v = info->vnodes[i];
             std::cout << (i ? "," : "") << "\n {\"id\":" << json_string(v.id.to_hex())
@@ -364,7 +365,8 @@ int cmd_stats(const Settings& s) {
               << "\n"
               << "keys owned " << owned << ", replica keys " << replica << ", repair rounds "
               << info->repair_rounds << ", tombstones purged " << info->tombstones_purged
-              << ", copies dropped " << info->copies_dropped << "\n";
+              << ", copies dropped " << info->copies_dropped << ", expired writes "
+              << info->expired_writes << "\n";
     using ull = unsigned long long;
     for (const auto& v : info->vnodes) {
         std::printf(
@@ -658,9 +660,11 @@ private:
         const std::string* key = pool_.key();
         pool_.call(
             put->target,
-            [put, key](std::uint64_t rid) {
+            [put, key, timeout = settings_.timeout](std::uint64_t rid) {
                 return chordkv::net::encode_admin(
-                    chordkv::net::PutRequest{rid, put->key, put->value, false}, key);
+                    chordkv::net::PutRequest{rid, put->key, put->value, false,
+                                             chordkv::net::deadline_after(timeout)},
+                    key);
             },
             [this, put](Result<chordkv::net::Frame> reply) { on_reply(put, std::move(reply)); });
     }

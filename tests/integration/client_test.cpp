@@ -107,6 +107,54 @@ TEST_F(ClientIntegration, StraightToTheOwnerWithoutRedirects) {
     EXPECT_EQ(seed_only.stats().ring_walks, 0u);
 }
 
+// A write that reaches its owner after the deadline its client set (a link cut, TCP
+// retransmitting long after the client gave up) is refused and not applied: applying it would
+// stamp it newer than whatever the client wrote since.
+TEST_F(ClientIntegration, AWriteThatArrivesAfterItsDeadlineIsRefused) {
+    Client client(options());
+    const std::string key = key_of(7);
+    ASSERT_TRUE(client.put(key, "newer"));
+    auto owner = lookup_owner(cluster_, 0, key);
+    ASSERT_TRUE(owner) << owner.error().message();
+
+    auto c = net::RequestClient::connect(*owner, 5s);
+    ASSERT_TRUE(c) << c.error().message();
+    auto send = [&](std::uint64_t id, std::uint64_t deadline_ms) {
+        return (*c)->call(
+            net::encode_admin(net::PutRequest{id, key, "late", false, deadline_ms}, nullptr), 5s);
+    };
+    auto late = send(1, net::deadline_after(-1500ms));
+    ASSERT_TRUE(late) << late.error().message();
+    ASSERT_EQ(late->type, net::admin_type<net::ErrorReply>());
+    auto error = net::decode_admin<net::ErrorReply>(late->payload);
+    ASSERT_TRUE(error);
+    EXPECT_EQ(error->code, static_cast<int>(Errc::timed_out)) << error->message;
+    EXPECT_NE(error->message.find("deadline"), std::string::npos) << error->message;
+
+    auto got = client.get(key);
+    ASSERT_TRUE(got) << got.error().message();
+    EXPECT_EQ(got->value, "newer");  // not applied
+
+    std::size_t expired = 0;
+    for (std::size_t i = 0; i < 3; ++i) {
+        auto info = cluster_.info(i);
+        ASSERT_TRUE(info) << info.error().message();
+        expired += info->expired_writes;
+    }
+    EXPECT_EQ(expired, 1u);
+
+    // The same write within its deadline, and one without any (0), are applied.
+    auto in_time = send(2, net::deadline_after(5s));
+    ASSERT_TRUE(in_time);
+    EXPECT_EQ(in_time->type, net::admin_type<net::PutReply>());
+    got = client.get(key);
+    ASSERT_TRUE(got);
+    EXPECT_EQ(got->value, "late");
+    auto no_deadline = send(3, 0);
+    ASSERT_TRUE(no_deadline);
+    EXPECT_EQ(no_deadline->type, net::admin_type<net::PutReply>());
+}
+
 TEST_F(ClientIntegration, AJoinMakesTheViewStaleAndItIsWalkedAgain) {
     Client client(options());
     for (int k = 0; k < kKeys; ++k) ASSERT_TRUE(client.put(key_of(k), "v" + std::to_string(k)));
