@@ -112,6 +112,7 @@ Result<std::unique_ptr<Node>> Node::open(asio::io_context& io, NodeOptions optio
     node->repair_memo_.resize(node->vnodes_.size());
     node->arc_synced_.assign(node->vnodes_.size(), false);
     node->repair_seen_predecessor_.resize(node->vnodes_.size());
+    node->arc_epoch_.assign(node->vnodes_.size(), 0);
     return node;
 }
 
@@ -272,6 +273,10 @@ void Node::pump() {
         }
     }
     pumping_ = false;
+    // Every change of a predecessor, as it happens (the protocol just ran): sampling only at
+    // repair rounds missed a predecessor that dropped out and came back in between, and its
+    // arc stayed "settled" with stale copies.
+    note_predecessors();
     arm_timer();
 }
 

@@ -248,6 +248,10 @@ private:
     // joined, and any whose predecessor (so whose arc) changed since it was last looked at.
     std::deque<std::size_t> repair_urgent_;
     std::vector<std::optional<chord::NodeId>> repair_seen_predecessor_;
+    // Per vnode: how many times its predecessor changed. A repair job completes the handoff
+    // of an arc only if no change happened while it ran (a predecessor that dropped out and
+    // came back within one job is a change too).
+    std::vector<std::uint64_t> arc_epoch_;
     bool repairing_ = false;
     std::uint64_t repair_keys_pulled_ = 0;
     std::uint64_t repair_keys_pushed_ = 0;

@@ -48,7 +48,8 @@ struct Node::RepairJob {
     std::size_t bucket = 0;            // index into buckets
     chord::NodeId sub_from;            // the current bucket's sub-arc
     chord::NodeId sub_to;
-    std::size_t vnode = 0;  // the vnode whose arc this is
+    std::size_t vnode = 0;    // the vnode whose arc this is
+    std::uint64_t epoch = 0;  // arc_epoch_ of the vnode when the job started
     // Handoff: the arc changed (a join or failure next to it, or this process (re)joined);
     // else routine maintenance. Only counted apart.
     bool handoff = false;
@@ -74,6 +75,7 @@ void Node::arm_repair() {
 void Node::note_predecessors() {
     // An arc that changed (a new predecessor: a join or a failure next to us) is urgent, and
     // unsettled until a round with every holder has finished.
+    if (repair_seen_predecessor_.size() != vnodes_.size()) return;  // still opening
     for (std::size_t i = 0; i < vnodes_.size(); ++i) {
         const auto& pred = vnodes_[i]->ring_state().predecessor;
         const std::optional<chord::NodeId> id =
@@ -81,6 +83,7 @@ void Node::note_predecessors() {
         if (id != repair_seen_predecessor_[i]) {
             repair_seen_predecessor_[i] = id;
             arc_synced_[i] = false;
+            ++arc_epoch_[i];
             if (std::find(repair_urgent_.begin(), repair_urgent_.end(), i) ==
                 repair_urgent_.end()) {
                 repair_urgent_.push_back(i);
@@ -130,6 +133,7 @@ void Node::repair_round() {
     job->from = ring.predecessor->id;
     job->to = ring.self.id;
     job->vnode = index;
+    job->epoch = arc_epoch_[index];
     job->handoff = !arc_synced_[index];
     job->holders = std::move(holders);
     // Writes from now on make the arc dirty again; this job covers the ones before.
@@ -147,7 +151,8 @@ void Node::repair_round() {
 
 void Node::repair_done(const std::shared_ptr<RepairJob>& job) {
     const auto& pred = vnodes_[job->vnode]->ring_state().predecessor;
-    if (job->complete && pred && pred->id == job->from) {
+    note_predecessors();
+    if (job->complete && pred && pred->id == job->from && arc_epoch_[job->vnode] == job->epoch) {
         arc_synced_[job->vnode] = true;
         RepairMemo& memo = repair_memo_[job->vnode];
         memo.holders = job->holders;
