@@ -1,37 +1,138 @@
 #include "net/codec.hpp"
 
+#include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
+#include <openssl/params.h>
 
 #include <array>
 #include <cassert>
-#include <climits>
 #include <cstring>
 #include <new>
+#include <optional>
 #include <type_traits>
 #include <variant>
 
-// BoundedIarchive's base classes are templates whose bodies live in these .ipp files; Boost
+// The archives' base classes are templates whose bodies live in these .ipp files; Boost
 // instantiates them only for its own archives, so this file instantiates them for ours.
 #include <boost/archive/impl/archive_serializer_map.ipp>
 #include <boost/archive/impl/basic_binary_iarchive.ipp>
 #include <boost/archive/impl/basic_binary_iprimitive.ipp>
+#include <boost/archive/impl/basic_binary_oarchive.ipp>
+#include <boost/archive/impl/basic_binary_oprimitive.ipp>
 
 namespace boost::archive {
 template class basic_binary_iprimitive<chordkv::net::BoundedIarchive, char, std::char_traits<char>>;
 template class basic_binary_iarchive<chordkv::net::BoundedIarchive>;
 template class detail::archive_serializer_map<chordkv::net::BoundedIarchive>;
+template class basic_binary_oprimitive<chordkv::net::WireOarchive, char, std::char_traits<char>>;
+template class basic_binary_oarchive<chordkv::net::WireOarchive>;
+template class detail::archive_serializer_map<chordkv::net::WireOarchive>;
 }  // namespace boost::archive
 
 namespace chordkv::net {
 
-// --- BoundedIarchive ---------------------------------------------------------------------------
+// --- the archives ------------------------------------------------------------------------------
 
 BoundedIarchive::BoundedIarchive(SpanStreambuf& source, const PayloadLimits& limits)
     : Base(source, detail::kArchiveFlags), source_(source), limits_(limits) {
     init(detail::kArchiveFlags);
 }
+
+WireOarchive::WireOarchive(StringSinkStreambuf& sink) : Base(sink, detail::kArchiveFlags) {
+    init(detail::kArchiveFlags);
+}
+
+namespace detail {
+
+// A thread's reusable archive and the buffer it is bound to. Members are destroyed in reverse
+// order: the archive (whose destructor touches its buffer) before the buffer.
+struct InputArchiveSlot {
+    SpanStreambuf source;
+    std::optional<BoundedIarchive> archive;  // built on first use, dropped after a throw
+    bool in_use = false;                     // a lease holds it
+};
+
+struct OutputArchiveSlot {
+    StringSinkStreambuf sink;
+    std::optional<WireOarchive> archive;
+    bool in_use = false;
+};
+
+namespace {
+
+InputArchiveSlot& thread_input_slot() noexcept {
+    thread_local InputArchiveSlot slot;
+    return slot;
+}
+
+OutputArchiveSlot& thread_output_slot() noexcept {
+    thread_local OutputArchiveSlot slot;
+    return slot;
+}
+
+}  // namespace
+
+InputArchiveLease::InputArchiveLease() noexcept {
+    InputArchiveSlot& slot = thread_input_slot();
+    if (!slot.in_use) {
+        slot.in_use = true;
+        slot_ = &slot;
+        thread_slot_ = true;
+    }
+}
+
+InputArchiveLease::~InputArchiveLease() {
+    if (slot_ == nullptr) return;
+    if (keep_) {
+        slot_->source.reset({});  // no view of the caller's bytes outlives the lease
+    } else {
+        slot_->archive.reset();
+    }
+    if (thread_slot_) slot_->in_use = false;
+}
+
+BoundedIarchive& InputArchiveLease::open(std::string_view payload, const PayloadLimits& limits) {
+    if (slot_ == nullptr) {
+        owned_ = std::make_unique<InputArchiveSlot>();
+        slot_ = owned_.get();
+    }
+    if (slot_->archive) {
+        slot_->archive->reset(payload, limits);
+    } else {
+        slot_->source.reset(payload);
+        slot_->archive.emplace(slot_->source, limits);
+    }
+    return *slot_->archive;
+}
+
+OutputArchiveLease::OutputArchiveLease() noexcept {
+    OutputArchiveSlot& slot = thread_output_slot();
+    if (!slot.in_use) {
+        slot.in_use = true;
+        slot_ = &slot;
+        thread_slot_ = true;
+    }
+}
+
+OutputArchiveLease::~OutputArchiveLease() {
+    if (slot_ == nullptr) return;
+    if (!keep_) slot_->archive.reset();
+    slot_->sink.set_target(nullptr);
+    if (thread_slot_) slot_->in_use = false;
+}
+
+WireOarchive& OutputArchiveLease::open(std::string& out) {
+    if (slot_ == nullptr) {
+        owned_ = std::make_unique<OutputArchiveSlot>();
+        slot_ = owned_.get();
+    }
+    slot_->sink.set_target(&out);
+    if (!slot_->archive) slot_->archive.emplace(slot_->sink);
+    return *slot_->archive;
+}
+
+}  // namespace detail
 
 void BoundedIarchive::load_override(boost::serialization::collection_size_type& t) {
     this->Base::load_override(t);
@@ -137,14 +238,75 @@ Result<FrameHeader> parse_header(std::string_view bytes, const FrameLimits& limi
     return header;
 }
 
-// HMAC-SHA256 of `data` under `key`; false only if OpenSSL fails (out of memory).
+// HMAC-SHA256 for one thread, keyed once. OpenSSL's one-shot HMAC() fetches the algorithm and
+// hashes the padded key into the inner and outer states on every call, which costs more than
+// tagging a small frame. This keeps an EVP_MAC context holding those states for the last key it
+// was given; each tag restarts from them (EVP_MAC_init with a null key keeps the key) and
+// only a different key pays for a new schedule.
+class ThreadHmac {
+public:
+    ThreadHmac() = default;
+    ThreadHmac(const ThreadHmac&) = delete;
+    ThreadHmac& operator=(const ThreadHmac&) = delete;
+    ~ThreadHmac() { forget(); }
+
+    // HMAC-SHA256 of `data` under `key`; false only if OpenSSL fails (out of memory).
+    bool compute(const std::string& key, std::string_view data, Tag& tag) noexcept {
+        assert(!key.empty());
+        const bool restarted = (ctx_ != nullptr && key == key_)
+                                   ? EVP_MAC_init(ctx_, nullptr, 0, nullptr) == 1
+                                   : set_key(key);
+        std::size_t tag_bytes = 0;
+        if (!restarted ||
+            EVP_MAC_update(ctx_, reinterpret_cast<const unsigned char*>(data.data()),
+                           data.size()) != 1 ||
+            EVP_MAC_final(ctx_, tag.data(), &tag_bytes, tag.size()) != 1 ||
+            tag_bytes != kMacTagBytes) {
+            forget();
+            return false;
+        }
+        return true;
+    }
+
+private:
+    // Keys the context with `key`, creating it if needed.
+    bool set_key(const std::string& key) noexcept {
+        forget();
+        try {
+            key_ = key;
+        } catch (const std::bad_alloc&) {
+            return false;
+        }
+        EVP_MAC* mac = EVP_MAC_fetch(nullptr, OSSL_MAC_NAME_HMAC, nullptr);
+        if (mac == nullptr) return false;
+        ctx_ = EVP_MAC_CTX_new(mac);  // holds its own reference to `mac`
+        EVP_MAC_free(mac);
+        if (ctx_ == nullptr) return false;
+        char digest[] = "SHA256";
+        const OSSL_PARAM params[] = {
+            OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
+            OSSL_PARAM_construct_end()};
+        return EVP_MAC_init(ctx_, reinterpret_cast<const unsigned char*>(key_.data()), key_.size(),
+                            params) == 1;
+    }
+
+    // Drops the context and wipes the copy of the key.
+    void forget() noexcept {
+        EVP_MAC_CTX_free(ctx_);
+        ctx_ = nullptr;
+        OPENSSL_cleanse(key_.data(), key_.size());
+        key_.clear();
+    }
+
+    EVP_MAC_CTX* ctx_ = nullptr;  // keyed with key_ when set
+    std::string key_;
+};
+
+// HMAC-SHA256 of `data` under `key` with the calling thread's ThreadHmac; false only if
+// OpenSSL fails (out of memory).
 bool compute_tag(const std::string& key, std::string_view data, Tag& tag) noexcept {
-    assert(!key.empty() && key.size() <= static_cast<std::size_t>(INT_MAX));
-    unsigned int tag_bytes = 0;
-    const unsigned char* result = HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
-                                       reinterpret_cast<const unsigned char*>(data.data()),
-                                       data.size(), tag.data(), &tag_bytes);
-    return result != nullptr && tag_bytes == kMacTagBytes;
+    thread_local ThreadHmac hmac;
+    return hmac.compute(key, data, tag);
 }
 
 // Applies the MAC policy (codec.hpp) to a complete frame whose header is `header`.
@@ -524,10 +686,11 @@ std::string encode_envelope(const chord::Envelope& envelope, const std::string* 
     const std::size_t offset = detail::begin_frame(
         out, static_cast<std::uint8_t>(wire_type(envelope.body)), key != nullptr);
     {
-        StringSinkStreambuf sink(out);
-        boost::archive::binary_oarchive archive(sink, detail::kArchiveFlags);
+        detail::OutputArchiveLease lease;
+        WireOarchive& archive = lease.open(out);
         envelope_fields(archive, envelope);
         std::visit([&](const auto& body) { archive << body; }, envelope.body);
+        lease.keep();
     }
     detail::finish_frame(out, offset, key, stamp);
     return out;

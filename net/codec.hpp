@@ -50,7 +50,9 @@
 // Keys are passed as `const std::string*`: nullptr = no key. A key must not be empty.
 // Encoders given a key and no stamp take next_frame_stamp() (the process's clock and counter).
 // All functions here are pure (but for that stamp) and may be called from any thread; a
-// FrameReader belongs to one.
+// FrameReader belongs to one. For speed each thread keeps its own archives (reused from one
+// message to the next, net/serialization.hpp) and its own HMAC context, keyed once per key;
+// threads share none of them.
 #pragma once
 
 #include <cstddef>

@@ -19,6 +19,17 @@
 // turns every exception thrown inside the archive (Boost's, ours, std::bad_alloc) into
 // Errc::malformed_message: no exception leaves it.
 //
+// One archive per thread. Boost builds a std::locale in every archive's constructor (even with
+// no_codecvt), which costs more than encoding or decoding a typical message, so each thread
+// keeps one WireOarchive and one BoundedIarchive and re-points them at every message
+// (detail::OutputArchiveLease, detail::InputArchiveLease). That is sound because only
+// stateless wire types may pass through them (is_stateless_wire_type_v, checked at compile
+// time for every type and every field they serialize): such types never make an archive
+// record class ids, versions or object addresses, so one message leaves nothing behind that
+// could change the next one's bytes. An archive that threw (malformed input, out of memory)
+// stopped somewhere mid-message and is destroyed, not reused; an encode or decode nested
+// inside another on the same thread gets a fresh archive of its own.
+//
 // Include this header, not <boost/serialization/vector.hpp> alone, wherever chord structs are
 // serialized: the implementation levels declared here change their byte layout.
 #pragma once
@@ -27,16 +38,18 @@
 
 #include <boost/archive/basic_archive.hpp>
 #include <boost/archive/binary_iarchive_impl.hpp>
-#include <boost/archive/binary_oarchive.hpp>
+#include <boost/archive/binary_oarchive_impl.hpp>
 #include <boost/serialization/level.hpp>
 #include <boost/serialization/split_free.hpp>
 #include <boost/serialization/string.hpp>
 #include <boost/serialization/tracking.hpp>
 #include <boost/serialization/vector.hpp>
+#include <cassert>
 #include <cstddef>
 #include <cstdint>
 #include <exception>
 #include <limits>
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <streambuf>
@@ -70,10 +83,26 @@ struct PayloadLimits {
     std::size_t string_bytes_max = std::numeric_limits<std::size_t>::max();
 };
 
+// True for the types an archive may carry here: primitives (integers, bool, enums, std::string)
+// and object_serializable types that are never tracked. For these Boost writes and reads only
+// the fields, and the archive keeps no state from one value to the next: no class ids or
+// versions (written once per archive for object_class_info types) and no object addresses
+// (tracking). Every type declared with CHORDKV_WIRE_STRUCT (below) qualifies.
+template <class T>
+inline constexpr bool is_stateless_wire_type_v =
+    (boost::serialization::implementation_level<T>::value == boost::serialization::primitive_type ||
+     boost::serialization::implementation_level<T>::value ==
+         boost::serialization::object_serializable) &&
+    boost::serialization::tracking_level<T>::value == boost::serialization::track_never;
+
 // A read-only streambuf over bytes the caller keeps alive; knows how many are left.
 class SpanStreambuf final : public std::streambuf {
 public:
-    explicit SpanStreambuf(std::string_view bytes) {
+    SpanStreambuf() noexcept { reset({}); }
+    explicit SpanStreambuf(std::string_view bytes) noexcept { reset(bytes); }
+
+    // Reads `bytes` from now on, from their start.
+    void reset(std::string_view bytes) noexcept {
         // std::streambuf wants char*; this buffer has no put area and never writes through it.
         char* begin = const_cast<char*>(bytes.data());
         setg(begin, begin, begin + bytes.size());
@@ -81,25 +110,32 @@ public:
     std::size_t remaining() const noexcept { return static_cast<std::size_t>(egptr() - gptr()); }
 };
 
-// A write-only streambuf that appends everything to a std::string.
+// A write-only streambuf that appends everything to a std::string, which can be changed
+// between messages. Writing with no string set is a bug (asserted).
 class StringSinkStreambuf final : public std::streambuf {
 public:
-    explicit StringSinkStreambuf(std::string& out) : out_(out) {}
+    StringSinkStreambuf() noexcept = default;
+    explicit StringSinkStreambuf(std::string& out) noexcept : out_(&out) {}
+
+    // Appends to `*out` from now on; nullptr: to nothing.
+    void set_target(std::string* out) noexcept { out_ = out; }
 
 protected:
     std::streamsize xsputn(const char* s, std::streamsize n) override {
-        out_.append(s, static_cast<std::size_t>(n));
+        assert(out_ != nullptr);
+        out_->append(s, static_cast<std::size_t>(n));
         return n;
     }
     int_type overflow(int_type ch) override {
+        assert(out_ != nullptr);
         if (!traits_type::eq_int_type(ch, traits_type::eof())) {
-            out_.push_back(traits_type::to_char_type(ch));
+            out_->push_back(traits_type::to_char_type(ch));
         }
         return traits_type::not_eof(ch);
     }
 
 private:
-    std::string& out_;
+    std::string* out_ = nullptr;
 };
 
 // Thrown inside BoundedIarchive when a declared length or a value is out of bounds; caught by
@@ -110,8 +146,9 @@ public:
 };
 
 // Boost's binary input archive with the allocation guards described at the top of this file.
-// Reads from a SpanStreambuf; flags are always no_header | no_codecvt. Use it through
-// decode_payload; constructing one directly means catching its exceptions yourself.
+// Reads from a SpanStreambuf; flags are always no_header | no_codecvt | no_tracking. Only
+// stateless wire types compile (is_stateless_wire_type_v). Use it through decode_payload;
+// constructing one directly means catching its exceptions yourself.
 class BoundedIarchive final
     : public boost::archive::binary_iarchive_impl<BoundedIarchive, char, std::char_traits<char>> {
     using Base =
@@ -120,7 +157,15 @@ class BoundedIarchive final
         boost::archive::basic_binary_iprimitive<BoundedIarchive, char, std::char_traits<char>>;
 
 public:
+    // `source` must outlive the archive.
     BoundedIarchive(SpanStreambuf& source, const PayloadLimits& limits);
+
+    // Reads `payload` under `limits` from now on, as a new archive would. Only after a read
+    // that returned normally: an archive that threw must be destroyed instead.
+    void reset(std::string_view payload, const PayloadLimits& limits) noexcept {
+        source_.reset(payload);
+        limits_ = limits;
+    }
 
     // Bytes not yet consumed.
     std::size_t remaining() const noexcept { return source_.remaining(); }
@@ -132,8 +177,12 @@ private:
     friend Primitive;
     friend Base;
 
+    // Every value read, at every depth, passes through here.
     template <class T>
     void load_override(T& t) {
+        static_assert(is_stateless_wire_type_v<T>,
+                      "a wire type must be primitive or CHORDKV_WIRE_STRUCT (object_serializable, "
+                      "track_never): the per-thread archive must not keep state between messages");
         this->Base::load_override(t);
     }
     // Collections declare their size first and allocate right after: check it here.
@@ -151,19 +200,105 @@ private:
     PayloadLimits limits_;
 };
 
+// Boost's binary output archive, writing to a StringSinkStreambuf with the flags no_header |
+// no_codecvt | no_tracking. Only stateless wire types compile (is_stateless_wire_type_v). Its
+// bytes are those of boost::archive::binary_oarchive for every wire type; unlike that archive
+// it has no array optimization, so a vector of integers would be written element by element,
+// the way BoundedIarchive reads it. Use it through append_payload / encode_payload.
+class WireOarchive final
+    : public boost::archive::binary_oarchive_impl<WireOarchive, char, std::char_traits<char>> {
+    using Base = boost::archive::binary_oarchive_impl<WireOarchive, char, std::char_traits<char>>;
+    using Primitive =
+        boost::archive::basic_binary_oprimitive<WireOarchive, char, std::char_traits<char>>;
+
+public:
+    // `sink` must outlive the archive.
+    explicit WireOarchive(StringSinkStreambuf& sink);
+
+private:
+    friend class boost::archive::detail::interface_oarchive<WireOarchive>;
+    friend class boost::archive::basic_binary_oarchive<WireOarchive>;
+    friend class boost::archive::save_access;
+    friend Primitive;
+    friend Base;
+
+    // Every value written, at every depth, passes through here.
+    template <class T>
+    void save_override(const T& t) {
+        static_assert(is_stateless_wire_type_v<T>,
+                      "a wire type must be primitive or CHORDKV_WIRE_STRUCT (object_serializable, "
+                      "track_never): the per-thread archive must not keep state between messages");
+        this->Base::save_override(t);
+    }
+};
+
 namespace detail {
 
 inline constexpr unsigned kArchiveFlags =
     boost::archive::no_header | boost::archive::no_codecvt | boost::archive::no_tracking;
 
+struct InputArchiveSlot;
+struct OutputArchiveSlot;
+
+// Lends the calling thread's BoundedIarchive for one decode (see the top of this file):
+//
+//     InputArchiveLease lease;
+//     BoundedIarchive& archive = lease.open(payload, limits);
+//     ... read ...
+//     lease.keep();   // the read returned normally; without it the archive is destroyed
+//
+// While a lease holds the thread's archive, another lease on the same thread (a decode nested
+// inside a decode) builds an archive of its own. Not movable; one thread.
+class InputArchiveLease {
+public:
+    InputArchiveLease() noexcept;
+    ~InputArchiveLease();
+    InputArchiveLease(const InputArchiveLease&) = delete;
+    InputArchiveLease& operator=(const InputArchiveLease&) = delete;
+
+    // The archive, reading `payload` under `limits`. Call once. Throws std::bad_alloc (when an
+    // archive has to be built).
+    BoundedIarchive& open(std::string_view payload, const PayloadLimits& limits);
+    // Everything read so far was read without an exception: the archive may be reused.
+    void keep() noexcept { keep_ = true; }
+
+private:
+    InputArchiveSlot* slot_ = nullptr;  // the thread's slot, or owned_, or none yet
+    std::unique_ptr<InputArchiveSlot> owned_;
+    bool thread_slot_ = false;  // slot_ is the thread's, marked in use by this lease
+    bool keep_ = false;
+};
+
+// Lends the calling thread's WireOarchive for one encode; used like InputArchiveLease.
+class OutputArchiveLease {
+public:
+    OutputArchiveLease() noexcept;
+    ~OutputArchiveLease();
+    OutputArchiveLease(const OutputArchiveLease&) = delete;
+    OutputArchiveLease& operator=(const OutputArchiveLease&) = delete;
+
+    // The archive, appending to `out` (which must outlive the lease). Call once. Throws
+    // std::bad_alloc (when an archive has to be built).
+    WireOarchive& open(std::string& out);
+    // Everything written so far was written without an exception: the archive may be reused.
+    void keep() noexcept { keep_ = true; }
+
+private:
+    OutputArchiveSlot* slot_ = nullptr;
+    std::unique_ptr<OutputArchiveSlot> owned_;
+    bool thread_slot_ = false;
+    bool keep_ = false;
+};
+
 // Runs `read(archive)` over `payload` with every exception contained, then requires that the
 // whole payload was consumed. Errors: malformed_message naming what went wrong.
 template <class Read>
 Status run_decoder(std::string_view payload, const PayloadLimits& limits, Read&& read) noexcept {
+    InputArchiveLease lease;
     try {
-        SpanStreambuf source(payload);
-        BoundedIarchive archive(source, limits);
+        BoundedIarchive& archive = lease.open(payload, limits);
         std::forward<Read>(read)(archive);
+        lease.keep();
         if (archive.remaining() != 0) {
             return Status(Errc::malformed_message,
                           std::to_string(archive.remaining()) + " trailing bytes after the body");
@@ -184,12 +319,15 @@ Status run_decoder(std::string_view payload, const PayloadLimits& limits, Read&&
 
 }  // namespace detail
 
-// Appends the archive of `value` to `out`. Throws only std::bad_alloc.
+// Appends the archive of `value` to `out`. Throws only std::bad_alloc; `out` may then hold
+// part of the archive.
 template <class T>
 void append_payload(std::string& out, const T& value) {
-    StringSinkStreambuf sink(out);
-    boost::archive::binary_oarchive archive(sink, detail::kArchiveFlags);
-    archive << value;
+    static_assert(is_stateless_wire_type_v<T>,
+                  "encode only primitives and CHORDKV_WIRE_STRUCT types (net/serialization.hpp)");
+    detail::OutputArchiveLease lease;
+    lease.open(out) << value;
+    lease.keep();
 }
 
 // The archive of `value`. Throws only std::bad_alloc.
@@ -205,6 +343,8 @@ std::string encode_payload(const T& value) {
 // Never throws.
 template <class T>
 Result<T> decode_payload(std::string_view payload, const PayloadLimits& limits = {}) noexcept {
+    static_assert(is_stateless_wire_type_v<T>,
+                  "decode only primitives and CHORDKV_WIRE_STRUCT types (net/serialization.hpp)");
     try {
         T value{};
         Status status = detail::run_decoder(payload, limits,

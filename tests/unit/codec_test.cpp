@@ -67,6 +67,39 @@ void operator delete[](void* p, std::size_t) noexcept {
     std::free(p);
 }
 
+// A payload that carries another payload, encoded and decoded with encode_payload and
+// decode_payload from inside its own serialize(): the thread's archives are then in use, and
+// the inner call must get archives of its own.
+namespace chordkv::net::test {
+struct Nested {
+    chord::Peer inner;
+    std::uint64_t after = 0;
+};
+}  // namespace chordkv::net::test
+
+namespace boost::serialization {
+template <class Archive>
+void save(Archive& ar, const chordkv::net::test::Nested& m, const unsigned int) {
+    const std::string inner = chordkv::net::encode_payload(m.inner);
+    ar << inner << m.after;
+}
+template <class Archive>
+void load(Archive& ar, chordkv::net::test::Nested& m, const unsigned int) {
+    std::string inner;
+    ar >> inner;
+    auto peer = chordkv::net::decode_payload<chordkv::chord::Peer>(inner);
+    if (!peer) throw chordkv::net::PayloadBoundsError("inner payload: " + peer.error().detail());
+    m.inner = *peer;
+    ar >> m.after;
+}
+template <class Archive>
+void serialize(Archive& ar, chordkv::net::test::Nested& m, const unsigned int version) {
+    split_free(ar, m, version);
+}
+}  // namespace boost::serialization
+
+CHORDKV_WIRE_STRUCT(chordkv::net::test::Nested)
+
 namespace chordkv::net {
 namespace {
 
@@ -746,6 +779,142 @@ TEST(PayloadTest, RoundTripsAndRejectsTrailingBytes) {
     EXPECT_EQ(view->payload, bytes);
     EXPECT_EQ(view->stamp, kGoldenStamp);
     EXPECT_EQ(frame, encode_frame(40, bytes, &kKey, kGoldenStamp));
+}
+
+// --- archive reuse: one archive per thread, reused (net/serialization.hpp) ---------------------
+
+// Every way a payload can fail inside the archive, each followed by a good decode on the same
+// thread: an archive that threw is rebuilt, so no half-read state reaches the next message.
+TEST(ArchiveReuseTest, MalformedInputDoesNotSpoilTheNextDecode) {
+    const Envelope good = envelope(chord::Neighbors{peer(0xFF, "[::1]:7401"), peers(8)});
+    const std::string frame = encode_envelope(good, nullptr);
+    const std::string payload = frame.substr(kFrameHeaderBytes);
+    const auto type = static_cast<std::uint8_t>(WireType::neighbors);
+
+    std::vector<std::string> bad;
+    for (std::size_t cut = 0; cut < payload.size(); ++cut) {  // Boost's input_stream_error
+        bad.push_back(encode_frame(type, payload.substr(0, cut), nullptr));
+    }
+    bad.push_back(encode_frame(type, payload + "x", nullptr));  // trailing
+    bad.push_back(encode_frame(type, std::string(20, '\x01') + u64_le(1000) + "a", nullptr));
+    std::string bad_bool = encode_envelope(golden_ping(), nullptr);
+    bad_bool.back() = 2;
+    bad.push_back(bad_bool);
+
+    for (const std::string& b : bad) {
+        ASSERT_FALSE(decode_envelope(b, kUdpFrameLimits, nullptr));
+        auto r = decode_envelope(frame, kUdpFrameLimits, nullptr);
+        ASSERT_TRUE(r) << r.error().message();
+        expect_same(*r, good);
+    }
+
+    // The generic decoder shares the thread's archive with decode_envelope.
+    const Peer p = peer(0xAB, "example.org:7400");
+    const std::string bytes = encode_payload(p);
+    for (std::size_t cut = 0; cut < bytes.size(); ++cut) {
+        ASSERT_FALSE(decode_payload<Peer>(bytes.substr(0, cut)));
+        auto back = decode_payload<Peer>(bytes);
+        ASSERT_TRUE(back) << back.error().message();
+        EXPECT_EQ(*back, p);
+        ASSERT_FALSE(decode_payload<std::optional<NodeId>>(std::string(1, '\x02')));
+        ASSERT_TRUE(decode_envelope(frame, kUdpFrameLimits, nullptr));
+    }
+}
+
+// A reused archive writes the same bytes as a fresh one, whatever it wrote before.
+TEST(ArchiveReuseTest, EncodingDoesNotDependOnEarlierMessages) {
+    const std::vector<Envelope> messages = every_message();
+    std::vector<std::string> first;
+    for (const Envelope& e : messages) first.push_back(encode_envelope(e, nullptr));
+    for (std::size_t i = messages.size(); i-- > 0;) {
+        EXPECT_EQ(encode_payload(peers(i)), encode_payload(peers(i)));
+        EXPECT_EQ(encode_envelope(messages[i], nullptr), first[i]) << i;
+    }
+}
+
+TEST(ArchiveReuseTest, NestedEncodeAndDecodeOnOneThread) {
+    const test::Nested nested{peer(0x42, "inner.example:7400"), 0x0102030405060708ull};
+    const std::string bytes = encode_payload(nested);
+    // The inner payload travels as a string: its length, then the Peer's archive.
+    EXPECT_EQ(bytes, u64_le(encode_payload(nested.inner).size()) + encode_payload(nested.inner) +
+                         u64_le(nested.after));
+    for (int round = 0; round < 3; ++round) {
+        auto back = decode_payload<test::Nested>(bytes);
+        ASSERT_TRUE(back) << back.error().message();
+        EXPECT_EQ(back->inner, nested.inner);
+        EXPECT_EQ(back->after, nested.after);
+    }
+
+    // The inner decode fails: so does the outer one, and both archives recover.
+    std::string broken = u64_le(3) + "abc" + u64_le(nested.after);
+    auto r = decode_payload<test::Nested>(broken);
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.code(), Errc::malformed_message);
+    EXPECT_NE(r.error().detail().find("inner payload"), std::string::npos) << r.error().detail();
+    auto again = decode_payload<test::Nested>(bytes);
+    ASSERT_TRUE(again) << again.error().message();
+    EXPECT_EQ(again->after, nested.after);
+    EXPECT_EQ(encode_payload(nested), bytes);
+}
+
+// Each thread has its own archives and HMAC context: threads encoding and decoding at once,
+// under different keys, all get exactly the bytes one thread alone gets.
+TEST(ArchiveReuseTest, ThreadsDoNotShareArchivesOrKeys) {
+    const std::vector<Envelope> messages = every_message();
+    const std::string* keys[] = {nullptr, &kKey, &kOtherKey};
+    std::vector<std::string> expected;
+    for (const std::string* key : keys) {
+        for (const Envelope& e : messages)
+            expected.push_back(encode_envelope(e, key, kGoldenStamp));
+    }
+    constexpr int kThreads = 4;
+    constexpr int kRounds = 200;
+    std::atomic<int> failures{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kThreads; ++t) {
+        threads.emplace_back([&, t] {
+            for (int round = 0; round < kRounds; ++round) {
+                for (std::size_t k = 0; k < std::size(keys); ++k) {
+                    const std::string* key = keys[(k + static_cast<std::size_t>(t)) % 3];
+                    const std::size_t key_index =
+                        static_cast<std::size_t>(key == nullptr ? 0 : (key == &kKey ? 1 : 2));
+                    for (std::size_t i = 0; i < messages.size(); ++i) {
+                        const std::string frame = encode_envelope(messages[i], key, kGoldenStamp);
+                        if (frame != expected[key_index * messages.size() + i]) ++failures;
+                        auto back = decode_envelope(frame, kUdpFrameLimits, key);
+                        if (!back || back->rpc_id != messages[i].rpc_id) ++failures;
+                    }
+                }
+            }
+        });
+    }
+    for (std::thread& th : threads) th.join();
+    EXPECT_EQ(failures.load(), 0);
+}
+
+// The thread's HMAC context is keyed once per key: changing keys on one thread, back and forth,
+// gives the tags OpenSSL's one-shot HMAC() gives.
+TEST(MacTest, TagsStayRightWhenKeysChangeOnOneThread) {
+    const std::string long_key(kClusterKeyBytesMax, 'k');
+    const std::string copy_of_key = kKey;  // same bytes, another string
+    const std::string* keys[] = {&kKey, &kOtherKey, &kKey, &long_key, &copy_of_key, &kOtherKey};
+    for (int round = 0; round < 3; ++round) {
+        for (const std::string* key : keys) {
+            const std::string payload(static_cast<std::size_t>(round) * 100, 'p');
+            const std::string frame = encode_frame(40, payload, key, kGoldenStamp);
+            const std::size_t covered = frame.size() - kMacTagBytes;
+            unsigned char tag[kMacTagBytes];
+            unsigned int tag_bytes = 0;
+            HMAC(EVP_sha256(), key->data(), static_cast<int>(key->size()),
+                 reinterpret_cast<const unsigned char*>(frame.data()), covered, tag, &tag_bytes);
+            ASSERT_EQ(tag_bytes, kMacTagBytes);
+            EXPECT_EQ(to_hex(frame.substr(covered)),
+                      to_hex(std::string_view(reinterpret_cast<const char*>(tag), kMacTagBytes)));
+            EXPECT_TRUE(decode_frame(frame, kUdpFrameLimits, key));
+            const std::string* other = key == &kOtherKey ? &kKey : &kOtherKey;
+            EXPECT_EQ(decode_frame(frame, kUdpFrameLimits, other).code(), Errc::unauthenticated);
+        }
+    }
 }
 
 // --- FrameReader -------------------------------------------------------------------------------
