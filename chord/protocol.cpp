@@ -192,9 +192,11 @@ void Protocol::on_join_found(Time now, Result<LookupResult> found) {
         const Neighbors* n = reply ? std::get_if<Neighbors>(&reply->body) : nullptr;
         if (!n) {
             ring_.state = MemberState::idle;
+            const bool leaving = dropped_leaver(t, reply);
             if (auto done = std::move(join_done_)) {
-                done(t, reply ? Status(Errc::malformed_message, "join: unexpected reply")
-                              : Status(reply.error()));
+                done(t, leaving ? Status(Errc::unreachable, "join: the successor is leaving")
+                        : reply ? Status(Errc::malformed_message, "join: unexpected reply")
+                                : Status(reply.error()));
             }
             return;
         }
@@ -211,6 +213,10 @@ void Protocol::on_join_found(Time now, Result<LookupResult> found) {
 }
 
 void Protocol::leave(Time now, DoneCallback done) {
+    leave(now, {}, std::move(done));
+}
+
+void Protocol::leave(Time now, const std::vector<NodeId>& co_leaving, DoneCallback done) {
     now_ = now;
     if (ring_.state != MemberState::member) {
         if (done) done(now, Status(Errc::shutting_down, "leave: the vnode is not a member"));
@@ -219,10 +225,26 @@ void Protocol::leave(Time now, DoneCallback done) {
     ring_.state = MemberState::leaving;
     leave_done_ = std::move(done);
     leave_deadline_ = now + options_.leave_timeout;
-    const Leave notice{ring_.predecessor, ring_.successors};
+    auto leaving = [&](const NodeId& id) {
+        return id == ring_.self.id || left_recently(id) ||
+               std::find(co_leaving.begin(), co_leaving.end(), id) != co_leaving.end();
+    };
+    // What the neighbours outside need: the successors that stay (the predecessor adopts them
+    // in order, so the first is the first vnode after the whole run), and the predecessor
+    // only when it stays (the successor does not adopt it anyway; it waits for a Notify).
+    // It is also our answer to every request from now on (answer_leaving).
+    Leave& notice = leave_notice_;
+    notice = Leave{};
+    for (const Peer& p : ring_.successors) {
+        if (!leaving(p.id)) notice.successors.push_back(p);
+    }
+    if (ring_.predecessor && !leaving(ring_.predecessor->id)) {
+        notice.predecessor = ring_.predecessor;
+    }
     std::vector<Peer> told;
     auto tell = [&](const Peer& p) {
-        if (p.id == ring_.self.id || contains_id(told, p.id)) return;
+        // A neighbour that leaves with us needs nothing; the end of our run tells the outside.
+        if (leaving(p.id) || contains_id(told, p.id)) return;
         told.push_back(p);
         ++leave_acks_pending_;
         call(now, p, notice, [this](Time t, Result<Envelope> reply) {
@@ -236,7 +258,8 @@ void Protocol::leave(Time now, DoneCallback done) {
     };
     if (!ring_.successors.empty()) tell(ring_.successors.front());
     if (ring_.predecessor) tell(*ring_.predecessor);
-    if (leave_acks_pending_ == 0) finish_leave(now, Status{});  // alone on the ring
+    // Nobody to tell: alone on the ring, or inside a run of vnodes that all leave.
+    if (leave_acks_pending_ == 0) finish_leave(now, Status{});
 }
 
 void Protocol::finish_leave(Time now, Status status) {
@@ -259,25 +282,50 @@ void Protocol::finish_leave(Time now, Status status) {
 void Protocol::handle(Time now, const Envelope& in) {
     now_ = now;
     ++stats_.messages_received;
-    if (ring_.state == MemberState::left || (in.to_id && *in.to_id != ring_.self.id)) {
+    if (in.to_id && *in.to_id != ring_.self.id) {
         ++stats_.messages_ignored;
         return;
     }
     if (in.reply) {
-        if (!rpcs_.complete(now, in)) ++stats_.messages_ignored;
+        if (ring_.state == MemberState::left || !rpcs_.complete(now, in)) {
+            ++stats_.messages_ignored;
+        }
         return;
     }
     if (in.from.id == ring_.self.id && in.from.address == ring_.self.address) {
         ++stats_.messages_ignored;  // our own request looped back: never answer ourselves
         return;
     }
+    if (ring_.state == MemberState::leaving || ring_.state == MemberState::left) {
+        answer_leaving(in);
+        return;
+    }
     on_request(now, in);
+}
+
+// A vnode that leaves — and one that has left, while its process is still up — answers every
+// request with its Leave notice rather than as a member. Whoever asks (a neighbour whose Leave
+// has not arrived yet, one that only heard of the vnode from a stale list, a vnode outside a
+// run of co-leaving vnodes that never gets a Leave from the inner ones) learns at once that
+// it is gone and where to go instead, and never adopts it: answering as a member would let
+// it be adopted again and kept until failure detection dropped it.
+void Protocol::answer_leaving(const Envelope& in) {
+    if (std::holds_alternative<Leave>(in.body)) {
+        reply_to(in, LeaveAck{});  // our own notice has gone out; nothing to change
+        return;
+    }
+    if (std::holds_alternative<Ping>(in.body) || std::holds_alternative<GetNeighbors>(in.body) ||
+        std::holds_alternative<FindNext>(in.body)) {
+        reply_to(in, leave_notice_);
+        return;
+    }
+    ++stats_.messages_ignored;  // one-way (Notify, pushed lists, hints) or a reply type
 }
 
 void Protocol::on_request(Time now, const Envelope& in) {
     // Idle and joining vnodes know no ring yet: they answer nothing but Ping, so that askers
-    // time out and try someone who knows.
-    const bool serving = ring_.state == MemberState::member || ring_.state == MemberState::leaving;
+    // time out and try someone who knows. (Leaving and left vnodes do not get here.)
+    const bool serving = ring_.state == MemberState::member;
     std::visit(
         Overloaded{
             [&](const Ping&) { reply_to(in, Pong{}); },
@@ -285,10 +333,10 @@ void Protocol::on_request(Time now, const Envelope& in) {
                 if (serving) reply_to(in, Neighbors{ring_.predecessor, ring_.successors});
             },
             [&](const FindNext& f) {
-                if (ring_.state == MemberState::member) reply_to(in, find_next(f.target));
+                if (serving) reply_to(in, find_next(f.target));
             },
             [&](const Notify&) {
-                if (ring_.state == MemberState::member) rectify(now, in.from);
+                if (serving) rectify(now, in.from);
             },
             [&](const Leave& l) {
                 if (serving) on_leave(now, in, l);
@@ -297,7 +345,7 @@ void Protocol::on_request(Time now, const Envelope& in) {
                 // Unsolicited, from our first successor: its new successor list
                 // (push_successors), or a predecessor of its that lies between us
                 // and it (send_hint).
-                if (ring_.state != MemberState::member) return;
+                if (!serving) return;
                 if (in.from.id != ring_.successors.front().id) return;
                 if (!hint.successors.empty()) adopt_successors(in.from, hint.successors);
                 if (stabilizing_) return;
@@ -476,10 +524,13 @@ void Protocol::lookup_reply(Time now, std::uint64_t id, const Peer& asked, Resul
     Lookup& l = it->second;
     const FindNextReply* step = reply ? std::get_if<FindNextReply>(&reply->body) : nullptr;
     if (!step) {
-        // The hop failed: forget the peer as a shortcut and fall back to the next-best.
-        ++l.timeouts;
-        ++stats_.lookup_timeouts;
-        if (!asked.address.empty() && asked.id != NodeId()) forget(asked);
+        // The hop failed: forget the peer as a shortcut and fall back to the next-best. A hop
+        // that answered with its Leave notice failed at once, not by a timeout.
+        if (!dropped_leaver(now, reply)) {
+            ++l.timeouts;
+            ++stats_.lookup_timeouts;
+            if (!asked.address.empty() && asked.id != NodeId()) forget(asked);
+        }
         lookup_step(now, id);
         return;
     }
@@ -562,7 +613,7 @@ void Protocol::adopt_successors(const Peer& first, const std::vector<Peer>& rest
     for (const Peer& p : rest) {
         if (list.size() >= options_.successors) break;
         if (p.id == ring_.self.id) break;
-        if (contains_id(list, p.id)) continue;
+        if (contains_id(list, p.id) || left_recently(p.id)) continue;
         // Keep the list ordered clockwise from self (OrderedSuccessorLists).
         if (!in_open(p.id, list.back().id, ring_.self.id)) break;
         list.push_back(p);
@@ -611,12 +662,12 @@ void Protocol::stabilize(Time now) {
     if (s.id == ring_.self.id) {
         // Alone: a vnode that notified us is our successor as well, once it answers.
         if (!ring_.predecessor || ring_.predecessor->id == ring_.self.id) return;
-        stabilizing_ = true;
+        const std::uint64_t round = begin_round();
         const Peer p = *ring_.predecessor;
         call(now, p.address, p.id, GetNeighbors{}, stabilize_policy(),
-             [this, p](Time, Result<Envelope> reply) {
-                 stabilizing_ = false;
-                 if (ring_.state != MemberState::member) return;
+             [this, p, round](Time t, Result<Envelope> reply) {
+                 if (!end_round(round) || ring_.state != MemberState::member) return;
+                 if (dropped_leaver(t, reply)) return;
                  const Neighbors* n = reply ? std::get_if<Neighbors>(&reply->body) : nullptr;
                  if (!n || ring_.successors.front().id != ring_.self.id) return;
                  adopt_successors(p, n->successors);
@@ -624,12 +675,12 @@ void Protocol::stabilize(Time now) {
              });
         return;
     }
-    stabilizing_ = true;
+    const std::uint64_t round = begin_round();
     call(now, s.address, s.id, GetNeighbors{}, stabilize_policy(),
-         [this, s](Time t, Result<Envelope> reply) {
-             stabilizing_ = false;
-             if (ring_.state != MemberState::member) return;
+         [this, s, round](Time t, Result<Envelope> reply) {
+             if (!end_round(round) || ring_.state != MemberState::member) return;
              if (reply.code() == Errc::busy) return;  // our own overload says nothing about s
+             if (dropped_leaver(t, reply)) return;    // continues with s's successors
              const Neighbors* n = reply ? std::get_if<Neighbors>(&reply->body) : nullptr;
              if (!n) {
                  successor_failed(t, s);
@@ -637,6 +688,24 @@ void Protocol::stabilize(Time now) {
              }
              on_stabilize_reply(t, s, *n);
          });
+}
+
+void Protocol::restart_stabilize(Time now) {
+    if (ring_.state != MemberState::member) return;
+    stabilizing_ = false;
+    ++stabilize_round_;
+    stabilize(now);
+}
+
+std::uint64_t Protocol::begin_round() {
+    stabilizing_ = true;
+    return ++stabilize_round_;
+}
+
+bool Protocol::end_round(std::uint64_t round) {
+    if (round != stabilize_round_) return false;  // abandoned by restart_stabilize
+    stabilizing_ = false;
+    return true;
 }
 
 void Protocol::on_stabilize_reply(Time now, const Peer& s, const Neighbors& n) {
@@ -659,16 +728,24 @@ void Protocol::on_stabilize_reply(Time now, const Peer& s, const Neighbors& n) {
 // one round — instead of one per stabilize period — lets a burst of joins converge in a few
 // rounds rather than one round per joiner.
 void Protocol::approach(Time now, const Peer& candidate, std::size_t steps_left) {
+    if (left_recently(candidate.id)) {
+        // It announced its leave; a neighbour that names it has not heard yet.
+        notify_successor();
+        return;
+    }
     // A recently failed candidate gets one short attempt: if it is alive (its earlier
     // messages were lost) it is back in a round trip; if dead, this costs one timeout rather
     // than a full retry cycle during which stabilize waits.
     const RpcTracker::Policy policy =
         suspected(candidate.id) ? RpcTracker::Policy{options_.rpc_timeout, 1} : stabilize_policy();
-    stabilizing_ = true;
+    const std::uint64_t round = begin_round();
     call(now, candidate.address, candidate.id, GetNeighbors{}, policy,
-         [this, candidate, steps_left](Time t, Result<Envelope> reply) {
-             stabilizing_ = false;
-             if (ring_.state != MemberState::member) return;
+         [this, candidate, steps_left, round](Time t, Result<Envelope> reply) {
+             if (!end_round(round) || ring_.state != MemberState::member) return;
+             if (dropped_leaver(t, reply)) {
+                 notify_successor();
+                 return;
+             }
              const Neighbors* pn = reply ? std::get_if<Neighbors>(&reply->body) : nullptr;
              if (!pn) {
                  if (reply.code() != Errc::busy) forget(candidate);
@@ -734,15 +811,14 @@ void Protocol::probe_successors(Time now) {
     probe->peers = ring_.successors;
     probe->state.assign(probe->peers.size(), 0);
     probe->answers.resize(probe->peers.size());
-    stabilizing_ = true;
-    auto resolve = [this, probe](Time t) {
+    const std::uint64_t round = begin_round();
+    auto resolve = [this, probe, round](Time t) {
         if (probe->done) return;
         std::size_t first = 0;
         while (first < probe->peers.size() && probe->state[first] == 2) ++first;
         if (first < probe->peers.size() && probe->state[first] == 0) return;  // wait for it
         probe->done = true;
-        stabilizing_ = false;
-        if (ring_.state != MemberState::member) return;
+        if (!end_round(round) || ring_.state != MemberState::member) return;
         // Drop the successors that failed before the first live one.
         for (std::size_t i = 0; i < first; ++i) {
             const NodeId dead = probe->peers[i].id;
@@ -763,8 +839,12 @@ void Protocol::probe_successors(Time now) {
     for (std::size_t i = 0; i < probe->peers.size(); ++i) {
         const Peer& peer = probe->peers[i];
         call(now, peer.address, peer.id, GetNeighbors{}, stabilize_policy(),
-             [probe, i, resolve](Time t, Result<Envelope> reply) {
+             [this, probe, i, resolve](Time t, Result<Envelope> reply) {
                  const Neighbors* n = reply ? std::get_if<Neighbors>(&reply->body) : nullptr;
+                 // A leaving successor counts as failed and is not adopted again.
+                 if (reply && std::holds_alternative<Leave>(reply->body)) {
+                     remember_left(t, reply->from.id);
+                 }
                  probe->state[i] = n ? 1 : 2;
                  if (n) probe->answers[i] = *n;
                  resolve(t);
@@ -773,12 +853,16 @@ void Protocol::probe_successors(Time now) {
 }
 
 void Protocol::rectify(Time now, const Peer& candidate) {
-    if (candidate.id == ring_.self.id) return;
+    // A Notify that a leaving vnode sent before its Leave may arrive after it.
+    if (candidate.id == ring_.self.id || left_recently(candidate.id)) return;
     auto& pred = ring_.predecessor;
     if (!pred || pred->id == ring_.self.id || in_open(candidate.id, pred->id, ring_.self.id)) {
         // The old predecessor's successor pointer now skips the candidate: hint it (see below).
         if (pred && pred->id != ring_.self.id) send_hint(*pred, candidate);
         pred = candidate;
+        // It builds its successor list from ours: send it now rather than at its next
+        // stabilize (a list it fetched from us before may be older than our pushes since).
+        push_successors();
         return;
     }
     if (pred->id == candidate.id) {
@@ -800,6 +884,13 @@ void Protocol::rectify(Time now, const Peer& candidate) {
         if (ring_.state != MemberState::member) return;
         auto replacement = std::move(predecessor_candidate_);
         predecessor_candidate_.reset();
+        if (reply && std::holds_alternative<Leave>(reply->body)) {
+            // It is leaving: the notifier that waited on this ping replaces it.
+            predecessor_candidate_ = std::move(replacement);
+            dropped_leaver(t, reply);
+            predecessor_candidate_.reset();
+            return;
+        }
         if (reply) {
             // Alive: it stays, and the candidate learns that its successor pointer skips it.
             if (replacement && ring_.predecessor && ring_.predecessor->id == pinged.id) {
@@ -862,37 +953,84 @@ void Protocol::fix_fingers(Time now) {
 }
 
 void Protocol::on_leave(Time now, const Envelope& in, const Leave& leave) {
-    const Peer& leaver = in.from;
+    reply_to(in, LeaveAck{});
+    drop_leaver(now, in.from, leave);
+}
+
+void Protocol::drop_leaver(Time now, const Peer& leaver, const Leave& leave) {
     forget(leaver);
+    remember_left(now, leaver.id);
     if (ring_.predecessor && ring_.predecessor->id == leaver.id) {
         // Our predecessor leaves: its own predecessor will notify us once it has taken us as
-        // successor; until then we have none (rectify accepts the first notifier).
-        ring_.predecessor.reset();
+        // successor; until then we have none (rectify accepts the first notifier) — unless a
+        // notifier is already waiting on a ping of the leaver: it is the one.
+        ring_.predecessor = std::move(predecessor_candidate_);
+        predecessor_candidate_.reset();
     }
     auto& list = ring_.successors;
-    if (!list.empty() && list.front().id == leaver.id) {
-        // Our successor leaves: continue with its successor list.
+    const bool was_first = !list.empty() && list.front().id == leaver.id;
+    if (was_first) {
+        // Our successor leaves: continue with its successor list (which skips the vnodes that
+        // leave with it, see leave()).
         std::vector<Peer> rest;
         for (const Peer& p : leave.successors) {
-            if (p.id != leaver.id) rest.push_back(p);
+            if (p.id != leaver.id && !left_recently(p.id)) rest.push_back(p);
         }
         if (!rest.empty() && rest.front().id != ring_.self.id) {
+            // Our list was built from the leaver's: the vnodes of its process that we had
+            // between it and the first successor it names now, it skipped because they leave
+            // with it (leave() tells only the ends of such a run). Remember them, so that a
+            // neighbour still naming one (its Leave has not reached it yet) does not send us
+            // after it.
+            for (const Peer& p : list) {
+                if (p.address == leaver.address && in_open(p.id, leaver.id, rest.front().id)) {
+                    remember_left(now, p.id);
+                }
+            }
             const Peer first = rest.front();
             rest.erase(rest.begin());
             adopt_successors(first, rest);
-        } else {
-            list.erase(list.begin());
-            if (list.empty()) list.push_back(ring_.self);
         }
-        reply_to(in, LeaveAck{});
-        stabilize(now);
-        return;
     }
     list.erase(
-        std::remove_if(list.begin(), list.end(), [&](const Peer& p) { return p.id == leaver.id; }),
+        std::remove_if(list.begin(), list.end(),
+                       [&](const Peer& p) { return p.id == leaver.id || left_recently(p.id); }),
         list.end());
     if (list.empty()) list.push_back(ring_.self);
-    reply_to(in, LeaveAck{});
+    // Ask the new first successor at once (its answer completes our list, and our Notify makes
+    // us its predecessor), even if a round with the leaver is still in flight.
+    if (was_first) restart_stabilize(now);
+}
+
+bool Protocol::dropped_leaver(Time now, const Result<Envelope>& reply) {
+    const Leave* leave = reply ? std::get_if<Leave>(&reply->body) : nullptr;
+    if (!leave) return false;
+    if (ring_.state == MemberState::member) {
+        drop_leaver(now, reply->from, *leave);
+    } else {
+        remember_left(now, reply->from.id);
+    }
+    return true;
+}
+
+void Protocol::remember_left(Time now, const NodeId& id) {
+    if (id == ring_.self.id) return;
+    const Time until = now + options_.left_memory;
+    for (auto& [left, t] : left_) {
+        if (left == id) {
+            t = until;
+            return;
+        }
+    }
+    if (left_.size() >= kLeftMax) left_.erase(left_.begin());
+    left_.emplace_back(id, until);
+}
+
+bool Protocol::left_recently(const NodeId& id) const {
+    for (const auto& [left, until] : left_) {
+        if (left == id && until > now_) return true;
+    }
+    return false;
 }
 
 void Protocol::forget(const Peer& peer) {
@@ -918,7 +1056,8 @@ void Protocol::forget(const Peer& peer) {
 // stabilize then splice the two rings together, vnode by vnode, from both sides.
 
 void Protocol::remember_departed(Time now, const Peer& peer) {
-    if (peer.id == ring_.self.id) return;
+    // Only failures: a vnode that left is not coming back to merge with.
+    if (peer.id == ring_.self.id || left_recently(peer.id)) return;
     const Time until = now + options_.merge_memory;
     for (auto& [p, t] : departed_) {
         if (p.id == peer.id) {

@@ -20,6 +20,10 @@
 //   join          look up successor(self) through a bootstrap address, then fetch that
 //                 node's successor list at once (GetNeighbors), predecessor unknown.
 //   leave         tell predecessor and successor (Leave), wait for their acks (bounded).
+//                 Vnodes of one process leave together; a run of them that are ring
+//                 neighbours is skipped as one gap (see leave()). Until its process is gone a
+//                 leaving vnode answers every request with its Leave notice, and a vnode that
+//                 announced its leave is not adopted again for a while (see drop_leaver()).
 //
 // Lookups are iterative: the querying vnode asks the closest preceding node it knows for the
 // next hop until some node answers that the target lies between it and its successor. Each
@@ -92,6 +96,11 @@ struct ProtocolOptions {
     Duration merge_memory = std::chrono::minutes(10);
     // How long leave() waits for the neighbours' acks before finishing anyway.
     Duration leave_timeout = std::chrono::seconds(2);
+    // How long a vnode that announced its leave is not adopted again as successor or
+    // predecessor: longer than any message it sent before leaving can be in flight (a late
+    // Notify or a neighbour's stale list would otherwise bring it back until failure detection
+    // dropped it); a vnode that restarts with the same id is let in after it.
+    Duration left_memory = std::chrono::seconds(3);
     // Relative jitter on timer periods and retry backoff, to de-synchronise vnodes.
     double jitter = 0.1;
 };
@@ -155,6 +164,20 @@ public:
     // Graceful leave: tells predecessor and successor, waits (bounded) for their acks, then
     // stops answering. `done` gets success when both acked, timed_out otherwise.
     void leave(Time now, DoneCallback done = {});
+    // Graceful leave of this vnode together with `co_leaving`: the ids of the other vnodes
+    // that leave at the same time (the rest of this process's vnodes). A run of leaving vnodes
+    // that are ring neighbours is one gap to close, so each end of the run tells only the
+    // neighbour outside it:
+    //
+    //       P ──► A ──► B ──► C ──► S        A, B, C leave together
+    //       P is told by A: "your successors are [S, ...]" (A's list without B, C)
+    //       S is told by C: "your predecessor leaves"     (S then accepts P's Notify)
+    //       B tells nobody and finishes at once
+    //
+    // Without the set, A would hand P "your successor is B" — a vnode that is itself gone a
+    // moment later — and P would keep it until failure detection dropped it. A run longer than
+    // the successor list leaves P nothing to adopt; it then falls back on failure detection.
+    void leave(Time now, const std::vector<NodeId>& co_leaving, DoneCallback done = {});
 
     // Feeds one received envelope (already addressed to this vnode).
     void handle(Time now, const Envelope& in);
@@ -206,6 +229,12 @@ private:
 
     // Maintenance.
     void stabilize(Time now);
+    // Abandons the stabilize round in flight (its answers are ignored) and starts one now.
+    void restart_stabilize(Time now);
+    // Stabilize, approach and probe are one round at a time: each start takes a new round
+    // number, and an answer for an older round is ignored.
+    std::uint64_t begin_round();
+    bool end_round(std::uint64_t round);
     void on_stabilize_reply(Time now, const Peer& successor, const Neighbors& n);
     void approach(Time now, const Peer& candidate, std::size_t steps_left);
     void adopt_successors(const Peer& first, const std::vector<Peer>& rest);
@@ -218,6 +247,17 @@ private:
     void send_hint(const Peer& to, const Peer& between);
     void fix_fingers(Time now);
     void on_leave(Time now, const Envelope& in, const Leave& leave);
+    // `leaver` leaves (its Leave arrived, or it answered a request with its Leave notice):
+    // remember it, drop it from predecessor and successors, continue with its successors.
+    void drop_leaver(Time now, const Peer& leaver, const Leave& leave);
+    // True if `reply` is a leaving vnode's notice, after drop_leaver() of its sender (only
+    // remembered when we are not a member).
+    bool dropped_leaver(Time now, const Result<Envelope>& reply);
+    void remember_left(Time now, const NodeId& id);
+    // It announced its leave within ProtocolOptions::left_memory.
+    bool left_recently(const NodeId& id) const;
+    // A leaving (or left, while its process is up) vnode's answer to a request.
+    void answer_leaving(const Envelope& in);
     void finish_leave(Time now, Status status);
     void forget(const Peer& peer);  // a peer failed an RPC: drop it from the fingers
     // Ring merging (ProtocolOptions::merge_interval).
@@ -251,12 +291,17 @@ private:
     bool fixing_finger_ = false;
     int next_finger_ = 0;
     int leave_acks_pending_ = 0;
+    Leave leave_notice_;  // what leave() told the neighbours; the answer to requests since
+    std::uint64_t stabilize_round_ = 0;
     DoneCallback join_done_;
     DoneCallback leave_done_;
 
     // Peers that failed recently, with when to stop suspecting them (bounded, oldest first).
     static constexpr std::size_t kSuspectsMax = 64;
     std::vector<std::pair<NodeId, Time>> suspects_;
+    // Vnodes that announced their leave, with when to forget it (bounded, oldest first).
+    static constexpr std::size_t kLeftMax = 64;
+    std::vector<std::pair<NodeId, Time>> left_;
     // Neighbours that failed (not those that left), with when to stop probing them; bounded.
     static constexpr std::size_t kDepartedMax = 32;
     std::vector<std::pair<Peer, Time>> departed_;

@@ -10,7 +10,10 @@
 // Every batch goes to all its targets at once (ReplicateBatch, last writer wins, tombstones
 // included so deletes stay deleted). Writes keep being served and replicated meanwhile; they
 // reach the new owner because it is already this vnode's first replica holder. Then every
-// vnode leaves the ring (Leave to predecessor and successor, acknowledged).
+// vnode leaves the ring at once (Leave to predecessor and successor, acknowledged), each told
+// which others leave with it, so that a run of them that are ring neighbours is closed as one
+// gap: the neighbours outside learn the first vnode that stays (Node::leave_ring,
+// chord::Protocol::leave).
 #include <boost/asio/post.hpp>
 
 #include "chord/hlc.hpp"

@@ -199,8 +199,13 @@ void Node::leave_ring(NodeCallback done, Status handoff_status) {
             if (done) done(*result);
         });
     };
+    // Every member vnode leaves at once, each told which others leave with it: a run of our
+    // vnodes that are ring neighbours is then closed as one gap, so the neighbours outside learn
+    // the first vnode that stays at once rather than after failure detection (Protocol::leave).
+    std::vector<chord::NodeId> leaving;
     for (auto& vnode : vnodes_) {
         if (vnode->ring_state().state != chord::MemberState::member) continue;
+        leaving.push_back(vnode->self().id);
         ++*pending;
     }
     if (*pending == 0) {
@@ -209,7 +214,7 @@ void Node::leave_ring(NodeCallback done, Status handoff_status) {
     }
     for (auto& vnode : vnodes_) {
         if (vnode->ring_state().state != chord::MemberState::member) continue;
-        vnode->leave(now(), [pending, result, finish](chord::Time, Status status) {
+        vnode->leave(now(), leaving, [pending, result, finish](chord::Time, Status status) {
             if (!status && *result) *result = status;
             --*pending;
             finish();

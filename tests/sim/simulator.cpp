@@ -185,13 +185,18 @@ void Simulator::leave(std::size_t node) {
         e.incarnation = incarnation;
         push(e);
     };
+    // As a daemon does: every member vnode leaves at once, each knowing the others leave too.
+    std::vector<NodeId> leaving;
+    for (auto& vnode : p.vnodes) {
+        if (vnode->ring_state().state == MemberState::member) leaving.push_back(vnode->self().id);
+    }
     // One extra count while the loop runs, because leave() of a lone vnode completes at once.
     p.leaves_pending = 1;
     for (auto& vnode : p.vnodes) {
         if (vnode->ring_state().state != MemberState::member) continue;
         ++p.leaves_pending;
         ++calling_;
-        vnode->leave(now_, one_done);
+        vnode->leave(now_, leaving, one_done);
         --calling_;
     }
     one_done(now_, Status{});
