@@ -1103,13 +1103,11 @@ void Protocol::on_merge_found(Time now, const Peer& via, Result<LookupResult> fo
     }
     if (!s) return;
     const Peer& ours = ring_.successors.front();
-    if (s->id == ours.id) {
-        // Its side and ours agree on our successor: one ring here. Stop probing it.
-        departed_.erase(std::remove_if(departed_.begin(), departed_.end(),
-                                       [&](const auto& d) { return d.first.id == via.id; }),
-                        departed_.end());
-        return;
-    }
+    // Agreement proves nothing lasting: once the two sides have partly merged, a lookup
+    // started on the other side can be answered by a vnode of ours, which names our own
+    // successor. Stopping the probes then (as this did) left a run of a cut-off process's
+    // vnodes in a ring of their own for good. The memory expires after merge_memory instead.
+    if (s->id == ours.id) return;
     if (stabilizing_ || !in_open(s->id, ring_.self.id, ours.id)) return;
     ++stats_.merges;
     approach(now, *s, options_.successors);

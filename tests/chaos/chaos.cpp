@@ -773,7 +773,10 @@ private:
             const auto d = cut_duration();
             auto text = [](const std::vector<int>& g) {
                 std::string s;
-                for (int i : g) s += (s.empty() ? "" : ",") + std::to_string(i);
+                for (int i : g) {
+                    if (!s.empty()) s += ',';
+                    s += std::to_string(i);
+                }
                 return s;
             };
             f.target = text(minority) + " | " + text(majority) + " for " +

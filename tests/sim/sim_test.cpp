@@ -311,6 +311,28 @@ TEST(SimTest, ACutOffProcessRejoinsAfterTheLinkIsBack) {
     expect_lookups_correct(sim, 200);
 }
 
+// The same with 8 vnodes per process and a cut of 18 s (the chaos tool's long cuts): the
+// two sides merge partly, and lookups started on the other side can be answered by the cut-off
+// process's own vnodes. Probing stopped at the first such answer once, and runs of its
+// vnodes stayed in a ring of their own (6 of these 12 cases, and on real hosts).
+TEST(SimTest, ACutOffProcessWithEightVnodesRejoinsAfterALongCut) {
+    for (std::uint64_t seed : {71, 72, 73, 74}) {
+        for (std::size_t cut : {1, 4, 6}) {
+            SCOPED_TRACE("seed " + std::to_string(seed) + ", process " + std::to_string(cut));
+            SimulatorOptions o = options_for(seed);
+            o.vnodes = 8;
+            Simulator sim(o);
+            grow(sim, 8, 100ms);
+            expect_converges(sim, 120s);
+            sim.set_group(cut, 1);
+            sim.run_for(18s);
+            sim.heal();
+            expect_converges(sim, 60s);
+            expect_lookups_correct(sim, 100);
+        }
+    }
+}
+
 // A leave whose neighbours do not answer outlasts a stabilize period; the leaving vnode must
 // still let simulated time pass (its next deadline must move past now after each tick).
 TEST(SimTest, LeaveWhileNeighboursAreUnreachableDoesNotSpin) {
