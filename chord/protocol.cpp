@@ -1085,14 +1085,14 @@ void Protocol::merge_probe(Time now) {
     Lookup lookup;
     lookup.target = ring_.self.id;
     lookup.bootstrap_address = via.address;
-    lookup.done = [this, via](Time t, Result<LookupResult> found) {
+    lookup.done = [this](Time t, Result<LookupResult> found) {
         merging_ = false;
-        on_merge_found(t, via, std::move(found));
+        on_merge_found(t, std::move(found));
     };
     start_lookup(now, std::move(lookup));
 }
 
-void Protocol::on_merge_found(Time now, const Peer& via, Result<LookupResult> found) {
+void Protocol::on_merge_found(Time now, Result<LookupResult> found) {
     if (ring_.state != MemberState::member || !found) return;  // still away: probe again later
     std::optional<Peer> s;
     for (const Peer& p : found->replicas) {

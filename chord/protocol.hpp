@@ -263,7 +263,7 @@ private:
     // Ring merging (ProtocolOptions::merge_interval).
     void remember_departed(Time now, const Peer& peer);
     void merge_probe(Time now);
-    void on_merge_found(Time now, const Peer& via, Result<LookupResult> found);
+    void on_merge_found(Time now, Result<LookupResult> found);
     bool suspected(const NodeId& id) const;
     Duration jittered(Duration interval);
 
