@@ -140,6 +140,18 @@ Result<Reply> Client::ask_owner(Request request) {
             connections_.erase(address);
             return R(Errc::malformed_message, address + " answered another request");
         }
+        if (!reply && reply.code() == Errc::shutting_down) {
+            // A process between its vnodes' leave and its exit: it never applied the
+            // request, so another address may serve it (the ring has moved on).
+            last = reply.error();
+            if (options_.smart_routing) view_.on_unreachable(address);
+            failed.push_back(address);
+            auto fallback = next_fallback();
+            if (!fallback) return R(last);
+            address = std::move(*fallback);
+            redirects = 0;
+            continue;
+        }
         return reply;
     }
 }
