@@ -139,8 +139,13 @@ void Node::repair_round() {
     // Writes from now on make the arc dirty again; this job covers the ones before.
     repair_memo_[index].dirty = false;
     if (job->holders.empty()) {
-        // No other process holds copies (R = 1, or alone on the ring): nothing to sync with.
-        arc_synced_[index] = true;
+        // No other process holds copies: nothing to sync with. With R = 1 the arc is settled;
+        // with R > 1 this process is alone on the ring, or cut off from the others, whose
+        // side took the arc's writes meanwhile. So the arc stays unsettled: its plain reads
+        // ask the replicas as soon as there are any again (until then they are answered
+        // here), and the first complete round with the holders settles it. (Settling it here
+        // served stale reads for ~1 s after a long cut was restored: chaos seed 7.)
+        if (options_.replicas <= 1) arc_synced_[index] = true;
         arm_repair();
         return;
     }
