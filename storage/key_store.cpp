@@ -13,7 +13,10 @@
 #include <algorithm>
 #include <bitset>
 #include <cassert>
+#include <unordered_map>
 #include <utility>
+
+#include "storage/record_cache.hpp"
 
 namespace chordkv::storage {
 
@@ -221,6 +224,49 @@ std::optional<std::pair<chord::NodeId, chord::NodeId>> digest_bucket_arc(
     return std::make_pair(from_exclusive + from_wide(start), last);
 }
 
+namespace {
+
+// The cache side of one data write, created under the stripes of its keys: add() each key
+// before the RocksDB write, commit() once it succeeded. Keys not committed — an error return
+// on either side of the RocksDB write — are dropped from the cache by the destructor, so no
+// return path leaves an entry pending or stale. Declare it after the stripe locks, so it ends
+// while they are still held. A null cache makes every call a no-op.
+class CacheWriteScope {
+public:
+    explicit CacheWriteScope(RecordCache* cache) : cache_(cache) {}
+    CacheWriteScope(const CacheWriteScope&) = delete;
+    CacheWriteScope& operator=(const CacheWriteScope&) = delete;
+    ~CacheWriteScope() { end_all(/*written=*/false); }
+
+    void add(const RecordCache::Write& write) {
+        if (cache_ == nullptr) return;
+        cache_->begin_write(write.key);
+        if (first_) {
+            more_.push_back(write);
+        } else {
+            first_ = write;
+        }
+    }
+
+    void commit() { end_all(/*written=*/true); }
+
+private:
+    void end_all(bool written) {
+        if (!first_) return;
+        for (const RecordCache::Write& write : more_) cache_->end_write(write, written);
+        more_.clear();
+        cache_->end_write(*first_, written);
+        first_.reset();
+    }
+
+    RecordCache* cache_;
+    // Most writes are of one key: that one needs no allocation.
+    std::optional<RecordCache::Write> first_;
+    std::vector<RecordCache::Write> more_;
+};
+
+}  // namespace
+
 // --- Snapshot ---------------------------------------------------------------------------
 
 Snapshot::~Snapshot() {
@@ -282,7 +328,9 @@ Result<std::unique_ptr<KeyStore>> KeyStore::open(const std::string& path,
 
 KeyStore::KeyStore(KeyStoreOptions options, std::unique_ptr<rocksdb::DB> db,
                    rocksdb::ColumnFamilyHandle* data_cf, rocksdb::ColumnFamilyHandle* meta_cf)
-    : options_(std::move(options)), db_(std::move(db)), data_cf_(data_cf), meta_cf_(meta_cf) {}
+    : options_(std::move(options)), db_(std::move(db)), data_cf_(data_cf), meta_cf_(meta_cf) {
+    if (options_.cache_bytes > 0) cache_ = std::make_unique<RecordCache>(options_.cache_bytes);
+}
 
 KeyStore::~KeyStore() {
     // Failures here cannot be reported and do not lose acknowledged writes (they are in the
@@ -349,6 +397,8 @@ Status KeyStore::check_batch(const WriteBatch& batch) const {
 
 Result<Record> KeyStore::read(std::string_view key, const Snapshot* snapshot) const {
     if (auto checked = check_key(key); !checked) return checked.error();
+    // A snapshot is a past view; the cache holds only the present.
+    if (cache_ && snapshot == nullptr) return read_cached(key);
     rocksdb::ReadOptions read_options;
     if (snapshot != nullptr) {
         assert(snapshot->owner_ == this);
@@ -360,6 +410,27 @@ Result<Record> KeyStore::read(std::string_view key, const Snapshot* snapshot) co
     if (status.IsNotFound()) return Error(Errc::not_found, "key " + describe_key(key));
     if (!status.ok()) return from_rocksdb(status, "reading key " + describe_key(key));
     return decode_record(bytes.ToStringView(), key);
+}
+
+Result<Record> KeyStore::read_cached(std::string_view key) const {
+    RecordCache::Lookup cached = cache_->lookup(key);
+    if (cached.hit) {
+        if (!cached.record) return Error(Errc::not_found, "key " + describe_key(key));
+        return std::move(*cached.record);
+    }
+    // What the Get finds, "absent" included, is cached unless a write raced it (the fill
+    // protocol in storage/record_cache.hpp).
+    rocksdb::PinnableSlice bytes;
+    rocksdb::Status status =
+        db_->Get(rocksdb::ReadOptions(), data_cf_, encode_data_key(key), &bytes);
+    if (status.IsNotFound()) {
+        cache_->fill(key, cached.fill_token, nullptr);
+        return Error(Errc::not_found, "key " + describe_key(key));
+    }
+    if (!status.ok()) return from_rocksdb(status, "reading key " + describe_key(key));
+    auto record = decode_record(bytes.ToStringView(), key);
+    if (record) cache_->fill(key, cached.fill_token, &*record);
+    return record;
 }
 
 Result<std::string> KeyStore::get(std::string_view key, const Snapshot* snapshot) const {
@@ -379,9 +450,13 @@ Status KeyStore::put(std::string_view key, std::string_view value, std::uint64_t
     write_options.sync = options_.sync_writes;
     const chord::NodeId key_id = chord::NodeId::hash(key);
     std::lock_guard<std::mutex> lock(stripes_[stripe_index(key_id)]);
+    CacheWriteScope cache_write(cache_.get());
+    cache_write.add({key, /*present=*/true, version, /*tombstone=*/false, value,
+                     /*allocate=*/true});
     rocksdb::Status status = db_->Put(write_options, data_cf_, encode_data_key(key_id, key),
                                       encode_record(version, /*tombstone=*/false, value));
     if (!status.ok()) return from_rocksdb(status, "writing key " + describe_key(key));
+    cache_write.commit();
     return {};
 }
 
@@ -391,9 +466,12 @@ Status KeyStore::del(std::string_view key, std::uint64_t version) {
     write_options.sync = options_.sync_writes;
     const chord::NodeId key_id = chord::NodeId::hash(key);
     std::lock_guard<std::mutex> lock(stripes_[stripe_index(key_id)]);
+    CacheWriteScope cache_write(cache_.get());
+    cache_write.add({key, /*present=*/true, version, /*tombstone=*/true, {}, /*allocate=*/true});
     rocksdb::Status status = db_->Put(write_options, data_cf_, encode_data_key(key_id, key),
                                       encode_record(version, /*tombstone=*/true, {}));
     if (!status.ok()) return from_rocksdb(status, "deleting key " + describe_key(key));
+    cache_write.commit();
     return {};
 }
 
@@ -427,23 +505,54 @@ Status KeyStore::write(const WriteBatch& batch) {
     rocksdb::WriteOptions write_options;
     write_options.sync = options_.sync_writes;
     const StripeLocks locks(stripes_, stripes);
+    CacheWriteScope cache_writes(cache_.get());
+    if (cache_) {
+        // One cache write per key, with its last operation's record (the one RocksDB keeps).
+        // Ending a write with an earlier operation's record would serve that record, for a
+        // moment or, if it ended last, until the key is written again.
+        std::unordered_map<std::string_view, const WriteBatch::Op*> last;
+        for (const auto& op : batch.ops_) {
+            if (op.kind == WriteBatch::Kind::put || op.kind == WriteBatch::Kind::del) {
+                last[op.key] = &op;
+            }
+        }
+        for (const auto& [key, op] : last) {
+            const bool tombstone = op->kind == WriteBatch::Kind::del;
+            cache_writes.add({key, /*present=*/true, op->version, tombstone,
+                              tombstone ? std::string_view() : std::string_view(op->value),
+                              /*allocate=*/false});
+        }
+    }
     status = db_->Write(write_options, &rocks_batch);
     if (!status.ok()) {
         return from_rocksdb(status,
                             "writing batch of " + std::to_string(batch.size()) + " operations");
     }
+    cache_writes.commit();
     return {};
+}
+
+Result<std::optional<Record>> KeyStore::stored_record(const std::string& storage_key,
+                                                      std::string_view key, bool with_value) const {
+    rocksdb::PinnableSlice bytes;
+    rocksdb::Status status = db_->Get(rocksdb::ReadOptions(), data_cf_, storage_key, &bytes);
+    if (status.IsNotFound()) return std::optional<Record>();
+    if (!status.ok()) return from_rocksdb(status, "reading key " + describe_key(key));
+    auto stored = with_value ? decode_record(bytes.ToStringView(), key)
+                             : decode_record_header(bytes.ToStringView(), key);
+    if (!stored) return stored.error();
+    return std::optional<Record>(std::move(*stored));
 }
 
 Result<bool> KeyStore::newer_than_stored(const std::string& storage_key, std::string_view key,
                                          std::uint64_t version) const {
-    rocksdb::PinnableSlice bytes;
-    rocksdb::Status status = db_->Get(rocksdb::ReadOptions(), data_cf_, storage_key, &bytes);
-    if (status.IsNotFound()) return true;
-    if (!status.ok()) return from_rocksdb(status, "reading key " + describe_key(key));
-    auto stored = decode_record_header(bytes.ToStringView(), key);
+    if (cache_) {
+        const RecordCache::Version cached = cache_->version(key);
+        if (cached.hit) return !cached.present || version > cached.version;
+    }
+    auto stored = stored_record(storage_key, key, /*with_value=*/false);
     if (!stored) return stored.error();
-    return version > stored->version;
+    return !*stored || version > (*stored)->version;
 }
 
 Result<bool> KeyStore::apply(std::string_view key, const Record& record) {
@@ -456,14 +565,34 @@ Result<bool> KeyStore::apply(std::string_view key, const Record& record) {
     const chord::NodeId key_id = chord::NodeId::hash(key);
     const std::string storage_key = encode_data_key(key_id, key);
     std::lock_guard<std::mutex> lock(stripes_[stripe_index(key_id)]);
-    auto newer = newer_than_stored(storage_key, key, record.version);
-    if (!newer || !*newer) return newer;
+    if (cache_) {
+        const RecordCache::Version cached = cache_->version(key);
+        if (cached.hit) {
+            if (cached.present && record.version <= cached.version) return false;
+        } else {
+            // Read the whole record, so a stale apply (a replica write arriving again) leaves
+            // the key cached and the next one is a hash lookup.
+            auto stored = stored_record(storage_key, key, /*with_value=*/true);
+            if (!stored) return stored.error();
+            if (*stored && record.version <= (*stored)->version) {
+                cache_->fill_locked(key, **stored);
+                return false;
+            }
+        }
+    } else {
+        auto newer = newer_than_stored(storage_key, key, record.version);
+        if (!newer || !*newer) return newer;
+    }
     rocksdb::WriteOptions write_options;
     write_options.sync = options_.sync_writes;
-    rocksdb::Status status =
-        db_->Put(write_options, data_cf_, storage_key,
-                 encode_record(record.version, record.tombstone, record.value));
+    const std::string_view value = record.tombstone ? std::string_view() : record.value;
+    CacheWriteScope cache_write(cache_.get());
+    cache_write.add({key, /*present=*/true, record.version, record.tombstone, value,
+                     /*allocate=*/true});
+    rocksdb::Status status = db_->Put(write_options, data_cf_, storage_key,
+                                      encode_record(record.version, record.tombstone, value));
     if (!status.ok()) return from_rocksdb(status, "applying key " + describe_key(key));
+    cache_write.commit();
     return true;
 }
 
@@ -516,6 +645,7 @@ Result<std::size_t> KeyStore::apply_batch(const std::vector<Entry>& entries) {
     // key's stripe before the write would let a newer apply() land in between and then be
     // overwritten by this older batch. Stripes are taken in ascending order (StripeLocks).
     const StripeLocks locks(stripes_, stripes);
+    CacheWriteScope cache_writes(cache_.get());
     rocksdb::WriteBatch rocks_batch;
     std::size_t written = 0;
     for (const Candidate& candidate : candidates) {
@@ -523,10 +653,14 @@ Result<std::size_t> KeyStore::apply_batch(const std::vector<Entry>& entries) {
         auto newer = newer_than_stored(candidate.storage_key, entry.key, entry.record.version);
         if (!newer) return newer.error();
         if (!*newer) continue;
-        rocksdb::Status status = rocks_batch.Put(
-            data_cf_, candidate.storage_key,
-            encode_record(entry.record.version, entry.record.tombstone, entry.record.value));
+        const std::string_view value =
+            entry.record.tombstone ? std::string_view() : std::string_view(entry.record.value);
+        rocksdb::Status status =
+            rocks_batch.Put(data_cf_, candidate.storage_key,
+                            encode_record(entry.record.version, entry.record.tombstone, value));
         if (!status.ok()) return from_rocksdb(status, "building apply batch");
+        cache_writes.add({entry.key, /*present=*/true, entry.record.version, entry.record.tombstone,
+                          value, /*allocate=*/false});
         ++written;
     }
     if (written == 0) return written;
@@ -536,6 +670,7 @@ Result<std::size_t> KeyStore::apply_batch(const std::vector<Entry>& entries) {
     if (!status.ok()) {
         return from_rocksdb(status, "writing apply batch of " + std::to_string(written) + " keys");
     }
+    cache_writes.commit();
     return written;
 }
 
@@ -546,6 +681,7 @@ Result<std::size_t> KeyStore::erase_unchanged(const std::vector<Entry>& entries)
     // Under the stripes, an entry still at the version it was read at cannot change until
     // the batch is written.
     const StripeLocks locks(stripes_, stripes);
+    CacheWriteScope cache_writes(cache_.get());
     rocksdb::WriteBatch rocks_batch;
     std::size_t erased = 0;
     for (const Entry& entry : entries) {
@@ -559,6 +695,7 @@ Result<std::size_t> KeyStore::erase_unchanged(const std::vector<Entry>& entries)
         if (stored->version != entry.record.version) continue;
         status = rocks_batch.Delete(data_cf_, storage_key);
         if (!status.ok()) return from_rocksdb(status, "building erase batch");
+        cache_writes.add({entry.key, /*present=*/false, 0, false, {}, /*allocate=*/false});
         ++erased;
     }
     if (erased == 0) return std::size_t{0};
@@ -566,6 +703,7 @@ Result<std::size_t> KeyStore::erase_unchanged(const std::vector<Entry>& entries)
     write_options.sync = options_.sync_writes;
     rocksdb::Status status = db_->Write(write_options, &rocks_batch);
     if (!status.ok()) return from_rocksdb(status, "erasing copies");
+    cache_writes.commit();
     return erased;
 }
 
@@ -599,6 +737,7 @@ Result<std::size_t> KeyStore::purge_tombstones(std::uint64_t version_before, std
     // Pass 2, under the candidates' stripes: a candidate may have been overwritten since pass
     // 1, so delete only what is still an old tombstone.
     const StripeLocks locks(stripes_, stripes);
+    CacheWriteScope cache_writes(cache_.get());
     rocksdb::WriteBatch rocks_batch;
     std::size_t purged = 0;
     for (const Candidate& candidate : candidates) {
@@ -614,6 +753,8 @@ Result<std::size_t> KeyStore::purge_tombstones(std::uint64_t version_before, std
         if (!record->tombstone || record->version >= version_before) continue;
         status = rocks_batch.Delete(data_cf_, candidate.storage_key);
         if (!status.ok()) return from_rocksdb(status, "building purge batch");
+        cache_writes.add(
+            {candidate.data_key.key, /*present=*/false, 0, false, {}, /*allocate=*/false});
         ++purged;
     }
     if (purged == 0) return purged;
@@ -623,6 +764,7 @@ Result<std::size_t> KeyStore::purge_tombstones(std::uint64_t version_before, std
     if (!status.ok()) {
         return from_rocksdb(status, "purging " + std::to_string(purged) + " tombstones");
     }
+    cache_writes.commit();
     return purged;
 }
 
@@ -832,6 +974,10 @@ Result<ArcDigest> KeyStore::digest(const chord::NodeId& from_exclusive,
 
 std::unique_ptr<Snapshot> KeyStore::snapshot() const {
     return std::unique_ptr<Snapshot>(new Snapshot(this, db_.get(), db_->GetSnapshot()));
+}
+
+KeyStoreCacheStats KeyStore::cache_stats() const {
+    return cache_ ? cache_->stats() : KeyStoreCacheStats{};
 }
 
 Result<std::uint64_t> KeyStore::approximate_keys() const {

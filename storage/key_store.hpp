@@ -25,6 +25,17 @@
 // digests mean equal versions; a differing bucket names the sub-arc (digest_bucket_arc) to
 // scan and send.
 //
+// Record cache: with KeyStoreOptions::cache_bytes > 0, a bounded cache of decoded records
+// sits in front of the data column family, so read() and get() of a hot key, and the
+// read-before-write of apply(), are a hash-map lookup instead of a memtable and SST search. An
+// entry is a key's latest record or "known absent" (a read found nothing), so misses and first
+// writes of new keys skip RocksDB too. The cache is coherent: it serves an entry only while it
+// equals what RocksDB holds for the key (the argument heads storage/record_cache.hpp), so
+// results are the same with and without it. Reads through a Snapshot, scan(), digest() and
+// count() read RocksDB. Single-key writes (put, del, apply) cache what they write; batches
+// (write, apply_batch) and removals (erase_unchanged, purge_tombstones) refresh only keys
+// already cached, so a handoff or repair stream does not flush the hot keys.
+//
 // Every write goes through the WAL. With KeyStoreOptions::sync_writes the WAL is fsynced
 // before a write returns, so an acknowledged write survives power loss; without it, it
 // survives a process crash only.
@@ -85,6 +96,19 @@ struct KeyStoreOptions {
     // Largest WriteBatch (sum of keys and values) accepted by write(); a batch is one WAL
     // record and is held in memory twice while it is written.
     std::size_t batch_bytes_max = std::size_t{64} << 20;
+    // Record cache bound (see the top of this file): keys, values and an estimate of the
+    // per-entry bookkeeping, split evenly over 16 shards; a record needing over 1/8 of its
+    // shard is not cached. 0 turns the cache off: every read goes to RocksDB.
+    std::size_t cache_bytes = std::size_t{64} << 20;
+};
+
+// Counters of the record cache (KeyStore::cache_stats); all zero when it is off.
+struct KeyStoreCacheStats {
+    std::uint64_t hits = 0;       // lookups answered by the cache (reads, apply version checks)
+    std::uint64_t misses = 0;     // lookups that went to RocksDB
+    std::uint64_t evictions = 0;  // entries dropped to stay within cache_bytes
+    std::uint64_t entries = 0;    // keys cached, known-absent ones included
+    std::uint64_t bytes = 0;      // accounted bytes of those entries; at most cache_bytes
 };
 
 // Default soft cap on one scan batch's key and value bytes: a handoff frame's worth.
@@ -131,6 +155,7 @@ struct ArcCount {
 };
 
 class KeyStore;
+class RecordCache;
 
 // A consistent read-only view of the store at the moment snapshot() was called (RAII over
 // rocksdb::DB::GetSnapshot / ReleaseSnapshot). Holding one pins old versions of keys on disk,
@@ -310,6 +335,10 @@ public:
     // off by a large factor after many overwrites or deletes.
     Result<std::uint64_t> approximate_keys() const;
 
+    // A snapshot of the record cache's counters (summed over its shards, each read under its
+    // own lock, so not one instant). All zero when KeyStoreOptions::cache_bytes is 0.
+    KeyStoreCacheStats cache_stats() const;
+
     const KeyStoreOptions& options() const noexcept { return options_; }
 
 private:
@@ -321,11 +350,20 @@ private:
     Status check_meta(std::string_view name, std::size_t value_bytes) const;
     Status check_batch(const WriteBatch& batch) const;
 
-    // Whether a record at `version` is newer than what is stored under `storage_key` (true
-    // when nothing is). The caller holds the key's stripe. corruption when the stored record
+    // The record RocksDB holds under `storage_key`, nullopt when none; with `with_value` false
+    // only its header is decoded (the value is left empty). corruption when the stored record
     // does not decode; `key` names the key in messages.
+    Result<std::optional<Record>> stored_record(const std::string& storage_key,
+                                                std::string_view key, bool with_value) const;
+
+    // Whether a record at `version` is newer than what is stored for `key` (true when nothing
+    // is), from the cache when it holds the key, else from RocksDB. The caller holds the key's
+    // stripe. Errors as stored_record().
     Result<bool> newer_than_stored(const std::string& storage_key, std::string_view key,
                                    std::uint64_t version) const;
+
+    // read() without a snapshot when the cache is on.
+    Result<Record> read_cached(std::string_view key) const;
 
     KeyStoreOptions options_;
     std::unique_ptr<rocksdb::DB> db_;
@@ -334,6 +372,9 @@ private:
     rocksdb::ColumnFamilyHandle* meta_cf_;
     // Per-key write serialization (see the top of this file), indexed by key id bits.
     std::array<std::mutex, kKeyStripes> stripes_;
+    // Decoded records in front of data_cf_ (storage/record_cache.hpp); null when
+    // options_.cache_bytes is 0. Every data write updates it under the stripes it holds.
+    std::unique_ptr<RecordCache> cache_;
 };
 
 }  // namespace chordkv::storage

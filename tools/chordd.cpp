@@ -27,6 +27,10 @@ constexpr int kExitDataDir = 3;  // data dir cannot be created, opened or is inc
 constexpr int kExitNetwork = 4;  // cannot bind the listen address (e.g. port in use)
 constexpr int kExitJoin = 5;     // no seed answered before the join timeout
 
+// Largest --cache-mb accepted (1 TiB): catches a negative number, which the flag parser wraps
+// to a huge unsigned one.
+constexpr std::size_t kCacheMbMax = std::size_t{1} << 20;
+
 struct Settings {
     std::string listen = "127.0.0.1:7400";
     std::string advertise;  // defaults to listen
@@ -42,6 +46,7 @@ struct Settings {
     std::int64_t purge_interval_ms = 10 * 60 * 1000;
     std::int64_t handoff_timeout_ms = 120 * 1000;
     std::int64_t repair_interval_ms = 500;
+    std::size_t cache_mb = 64;  // KeyStoreOptions::cache_bytes in MiB
     std::string log_level = "info";
     std::string config;
 };
@@ -67,6 +72,11 @@ int run(const Settings& settings) {
     options.replicas = settings.replicas;
     options.write_acks = settings.write_acks;
     options.join_timeout = std::chrono::milliseconds(settings.join_timeout_ms);
+    if (settings.cache_mb > kCacheMbMax) {
+        spdlog::error("--cache-mb must be at most {}, got {}", kCacheMbMax, settings.cache_mb);
+        return kExitUsage;
+    }
+    options.store.cache_bytes = settings.cache_mb << 20;
     if (settings.successors == 0 || settings.successors > 64) {
         spdlog::error("--successors must be in 1..64, got {}", settings.successors);
         return kExitUsage;
@@ -197,6 +207,9 @@ int main(int argc, char** argv) {
          "milliseconds a graceful leave may spend handing its keys over")  //
         ("repair-interval", po::value(&s.repair_interval_ms)->default_value(s.repair_interval_ms),
          "milliseconds between replica maintenance rounds (one vnode's arc each)")  //
+        ("cache-mb", po::value(&s.cache_mb)->default_value(s.cache_mb),
+         "MiB of recently used records cached in front of RocksDB, for gets and replica "
+         "writes (0 = off)")  //
         ("cluster-key-file", po::value(&s.cluster_key_file),
          "file holding the cluster key; every frame is authenticated with it")  //
         ("log-level", po::value(&s.log_level)->default_value(s.log_level),      //

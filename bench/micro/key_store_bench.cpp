@@ -1,11 +1,16 @@
 // Micro-benchmarks of the RocksDB key store (storage/key_store.hpp): put, get, apply and
 // apply_batch of 100-byte values at random keys of a 100k-key space, and scan / digest of an
-// arc. Default KeyStoreOptions (no fsync per write: the WAL survives a process crash only).
+// arc. Default KeyStoreOptions apart from the record cache size (no fsync per write: the WAL
+// survives a process crash only).
 //
-// One store, in a fresh temporary directory, serves every benchmark of the process: it is
-// opened and filled with all 100k keys on first use (not timed) and deleted at exit. Writes
-// keep overwriting the same keys, so the store stays at 100k live keys; RocksDB flushes and
-// compacts in the background as it would in a node.
+// One store per record cache size, in a fresh temporary directory, serves every benchmark of
+// the process that asks for that size: it is opened and filled with all 100k keys on first use
+// (not timed) and deleted at exit. Writes keep overwriting the same keys, so the store stays at
+// 100k live keys; RocksDB flushes and compacts in the background as it would in a node.
+//
+// The point reads and writes run with `cache_mb` 0 (KeyStoreOptions::cache_bytes = 0: every
+// read goes to RocksDB) and 64 (the default record cache, which holds the whole 100k-key store
+// once warm), back to back, and report the cache's hit rate over the timed loop.
 #include <benchmark/benchmark.h>
 #include <unistd.h>
 
@@ -37,12 +42,24 @@ constexpr std::size_t kInputMask = kInputs - 1;
     std::exit(1);
 }
 
+// The record cache sizes the point benchmarks compare, in MiB: off, and the default.
+constexpr std::int64_t kCacheOffMb = 0;
+constexpr std::int64_t kCacheDefaultMb = 64;
+
 // The shared store: a temporary directory holding kKeySpace keys "user:<n>".
 class BenchStore {
 public:
-    static BenchStore& get() {
-        static BenchStore instance;
-        return instance;
+    // The store with a record cache of `cache_mb` MiB: kCacheOffMb or kCacheDefaultMb. Each is
+    // a function-local static constructed by opening its store, so it is destroyed (and its
+    // store closed) before the statics RocksDB creates while opening.
+    static BenchStore& get(std::int64_t cache_mb = kCacheDefaultMb) {
+        if (cache_mb == kCacheOffMb) {
+            static BenchStore off(0);
+            return off;
+        }
+        if (cache_mb != kCacheDefaultMb) die("no bench store with a cache of that size");
+        static BenchStore cached(static_cast<std::size_t>(kCacheDefaultMb) << 20);
+        return cached;
     }
 
     KeyStore& store() { return *store_; }
@@ -70,12 +87,14 @@ public:
     }
 
 private:
-    BenchStore() : value_(kValueBytes, 'v') {
+    explicit BenchStore(std::size_t cache_bytes) : value_(kValueBytes, 'v') {
         std::string pattern =
             (std::filesystem::temp_directory_path() / "chordkv-bench-XXXXXX").string();
         if (mkdtemp(pattern.data()) == nullptr) die("cannot create a temporary directory");
         dir_ = pattern;
-        auto opened = KeyStore::open(dir_ + "/db", KeyStoreOptions{});
+        KeyStoreOptions options;
+        options.cache_bytes = cache_bytes;
+        auto opened = KeyStore::open(dir_ + "/db", options);
         if (!opened) die(opened.error().message());
         store_ = std::move(*opened);
 
@@ -101,8 +120,31 @@ private:
     std::uint64_t version_ = 0;
 };
 
+// Counts the record cache's hits and misses over a benchmark's timed loop.
+class CacheHitRate {
+public:
+    explicit CacheHitRate(const KeyStore& store) : store_(store), before_(store.cache_stats()) {}
+    // Sets the "cache_hit_rate" counter (0 when nothing was looked up, as with the cache off).
+    void report(benchmark::State& state) const {
+        const KeyStoreCacheStats after = store_.cache_stats();
+        const auto hits = static_cast<double>(after.hits - before_.hits);
+        const auto misses = static_cast<double>(after.misses - before_.misses);
+        state.counters["cache_hit_rate"] = hits + misses > 0 ? hits / (hits + misses) : 0.0;
+    }
+
+private:
+    const KeyStore& store_;
+    KeyStoreCacheStats before_;
+};
+
+// The point benchmarks' argument: the record cache size in MiB.
+void cache_sizes(benchmark::internal::Benchmark* bench) {
+    bench->ArgName("cache_mb")->Arg(kCacheOffMb)->Arg(kCacheDefaultMb);
+}
+
 void BM_KeyStorePut(benchmark::State& state) {
-    BenchStore& bench = BenchStore::get();
+    BenchStore& bench = BenchStore::get(state.range(0));
+    const CacheHitRate hit_rate(bench.store());
     const std::vector<std::size_t> picks = BenchStore::random_indices(1);
     std::size_t i = 0;
     for (auto _ : state) {
@@ -115,11 +157,13 @@ void BM_KeyStorePut(benchmark::State& state) {
     }
     state.SetItemsProcessed(state.iterations());
     state.SetBytesProcessed(state.iterations() * static_cast<std::int64_t>(kValueBytes));
+    hit_rate.report(state);
 }
-BENCHMARK(BM_KeyStorePut);
+BENCHMARK(BM_KeyStorePut)->Apply(cache_sizes);
 
 void BM_KeyStoreGet(benchmark::State& state) {
-    BenchStore& bench = BenchStore::get();
+    BenchStore& bench = BenchStore::get(state.range(0));
+    const CacheHitRate hit_rate(bench.store());
     const std::vector<std::size_t> picks = BenchStore::random_indices(2);
     std::size_t i = 0;
     for (auto _ : state) {
@@ -132,16 +176,19 @@ void BM_KeyStoreGet(benchmark::State& state) {
     }
     state.SetItemsProcessed(state.iterations());
     state.SetBytesProcessed(state.iterations() * static_cast<std::int64_t>(kValueBytes));
+    hit_rate.report(state);
 }
-BENCHMARK(BM_KeyStoreGet);
+BENCHMARK(BM_KeyStoreGet)->Apply(cache_sizes);
 
-// A key that was never written: the Bloom filters and memtable answer, then not_found.
+// A key that was never written: the Bloom filters and memtable answer (or the cache's "known
+// absent" entry), then not_found.
 void BM_KeyStoreGetMissing(benchmark::State& state) {
-    BenchStore& bench = BenchStore::get();
+    BenchStore& bench = BenchStore::get(state.range(0));
     const std::vector<std::size_t> picks = BenchStore::random_indices(3);
     std::vector<std::string> absent;
     absent.reserve(kInputs);
     for (std::size_t pick : picks) absent.push_back("absent:" + std::to_string(pick));
+    const CacheHitRate hit_rate(bench.store());
     std::size_t i = 0;
     for (auto _ : state) {
         Result<std::string> value = bench.store().get(absent[i++ & kInputMask]);
@@ -152,12 +199,14 @@ void BM_KeyStoreGetMissing(benchmark::State& state) {
         benchmark::DoNotOptimize(value);
     }
     state.SetItemsProcessed(state.iterations());
+    hit_rate.report(state);
 }
-BENCHMARK(BM_KeyStoreGetMissing);
+BENCHMARK(BM_KeyStoreGetMissing)->Apply(cache_sizes);
 
 // Replication's write: a newer version, so every apply reads, compares and writes.
 void BM_KeyStoreApplyNewer(benchmark::State& state) {
-    BenchStore& bench = BenchStore::get();
+    BenchStore& bench = BenchStore::get(state.range(0));
+    const CacheHitRate hit_rate(bench.store());
     const std::vector<std::size_t> picks = BenchStore::random_indices(4);
     Record record{0, false, bench.value()};
     std::size_t i = 0;
@@ -171,12 +220,14 @@ void BM_KeyStoreApplyNewer(benchmark::State& state) {
     }
     state.SetItemsProcessed(state.iterations());
     state.SetBytesProcessed(state.iterations() * static_cast<std::int64_t>(kValueBytes));
+    hit_rate.report(state);
 }
-BENCHMARK(BM_KeyStoreApplyNewer);
+BENCHMARK(BM_KeyStoreApplyNewer)->Apply(cache_sizes);
 
 // A repeated or stale replica write: read and compare, nothing written.
 void BM_KeyStoreApplyStale(benchmark::State& state) {
-    BenchStore& bench = BenchStore::get();
+    BenchStore& bench = BenchStore::get(state.range(0));
+    const CacheHitRate hit_rate(bench.store());
     const std::vector<std::size_t> picks = BenchStore::random_indices(5);
     const Record record{1, false, bench.value()};
     std::size_t i = 0;
@@ -188,12 +239,14 @@ void BM_KeyStoreApplyStale(benchmark::State& state) {
         }
     }
     state.SetItemsProcessed(state.iterations());
+    hit_rate.report(state);
 }
-BENCHMARK(BM_KeyStoreApplyStale);
+BENCHMARK(BM_KeyStoreApplyStale)->Apply(cache_sizes);
 
 // Repair and handoff: apply_batch of `entries` newer records. Items: entries.
 void BM_KeyStoreApplyBatch(benchmark::State& state) {
-    BenchStore& bench = BenchStore::get();
+    BenchStore& bench = BenchStore::get(state.range(1));
+    const CacheHitRate hit_rate(bench.store());
     const std::vector<std::size_t> picks = BenchStore::random_indices(6);
     const auto batch_size = static_cast<std::size_t>(state.range(0));
     std::size_t i = 0;
@@ -217,8 +270,12 @@ void BM_KeyStoreApplyBatch(benchmark::State& state) {
     state.SetItemsProcessed(state.iterations() * state.range(0));
     state.SetBytesProcessed(state.iterations() * state.range(0) *
                             static_cast<std::int64_t>(kValueBytes));
+    hit_rate.report(state);
 }
-BENCHMARK(BM_KeyStoreApplyBatch)->ArgName("entries")->Arg(100);
+BENCHMARK(BM_KeyStoreApplyBatch)
+    ->ArgNames({"entries", "cache_mb"})
+    ->Args({100, kCacheOffMb})
+    ->Args({100, kCacheDefaultMb});
 
 // Arcs of 1/128 of the ring (about 780 of the 100k keys) starting at random points.
 std::vector<std::pair<chord::NodeId, chord::NodeId>> random_arcs(std::uint64_t seed) {

@@ -1,0 +1,335 @@
+// RecordCache: the bounded cache of decoded records KeyStore keeps in front of its data column
+// family (key_store.hpp, "Record cache"; KeyStoreOptions::cache_bytes). Internal to the
+// storage layer: KeyStore is its only user, and this header is separate so the protocol below
+// can be unit-tested one step at a time.
+//
+// kRecordCacheShards shards, each a mutex, a list of entries, a hash index into it and a byte
+// budget of bytes_max / kRecordCacheShards. The shard is picked by std::hash of the user key,
+// so a hit costs no SHA-1. An entry is a key's latest record or "known absent", plus a
+// `pending` flag. Each entry is charged its key and value capacity plus a fixed estimate of its
+// list and index nodes. A shard over its budget evicts with CLOCK (second chance), an LRU
+// approximation: a hit only sets the entry's `referenced` bit, touching no other entry's memory
+// (a 100k-key cache does not fit a CPU cache, so every node touched is a memory access), and
+// eviction takes the oldest entry, or moves it to the front with its bit cleared when set.
+//
+// Invariant: an entry that is not pending equals what RocksDB holds for its key now (for an
+// absent entry: nothing). Lookups treat a pending entry as a miss.
+//
+// Writers. RocksDB changes a key k only inside a data write holding stripe(k), which does
+//
+//     begin_write(k) ──► RocksDB write ──► end_write(k, written record | failed)
+//
+// begin_write marks k's entry pending, counts the write in its shard's writes_in_flight and
+// bumps the shard's generation. end_write, after RocksDB answered, stores the written record
+// (or "absent" for a removal) and clears pending — or drops the entry when the write failed.
+// So while RocksDB may be changing k, k is not served from the cache; readers go to RocksDB
+// and see the old or the new record, as without the cache. Both calls run under the stripe
+// that orders the RocksDB write, so the cache takes the writes of one key in RocksDB's order.
+//
+// Readers that miss (KeyStore::read() without a snapshot) must not insert a record a write
+// has already replaced:
+//
+//     token = lookup(k) ──► RocksDB Get(k) ──► fill(k, token, what Get returned)
+//
+// lookup hands out the shard's generation as the token, or 0 (never fill) when a write is in
+// flight in the shard; fill inserts only if the generation still equals the token. A fill that
+// succeeds therefore saw no write of any key of its shard in flight at lookup and none begin
+// before the fill: RocksDB's record of k did not change from lookup to fill, and the Get, which
+// ran in between, returned it. A reader whose Get raced a write finds the generation moved and
+// drops its fill, so it can never put back an older record over a newer write's. The price is
+// a fill lost now and then to a write of another key of the same shard.
+//
+// A caller holding stripe(k) (apply's read-before-write) fills with fill_locked(): no write of
+// k can run until it lets go, so what it read is current.
+//
+// Lock order: stripes, then at most one shard mutex at a time. Readers take only a shard
+// mutex, for a hash lookup and a copy, so a read never waits for a RocksDB write or its fsync.
+//
+// Threading: every method may be called from any thread; begin_write / end_write /
+// fill_locked only under the stripe of their key, as above.
+#pragma once
+
+#include <array>
+#include <cassert>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <iterator>
+#include <list>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+#include "storage/key_store.hpp"
+#include "storage/record.hpp"
+
+namespace chordkv::storage {
+
+// Shards of the cache, each with its own mutex: enough that two threads rarely want the same
+// one, few enough that a shard's budget holds many entries.
+inline constexpr std::size_t kRecordCacheShards = 16;
+// A record needing over 1/kRecordCacheEntryShare of its shard's budget is not cached: one huge
+// value would evict a shard's worth of hot keys.
+inline constexpr std::size_t kRecordCacheEntryShare = 8;
+
+class RecordCache {
+public:
+    // A cache whose entries' charges sum to at most `bytes_max` (KeyStoreOptions::cache_bytes);
+    // below kRecordCacheShards bytes nothing fits, and nothing is cached.
+    explicit RecordCache(std::size_t bytes_max)
+        : shard_bytes_max_(bytes_max / kRecordCacheShards),
+          entry_bytes_max_(shard_bytes_max_ / kRecordCacheEntryShare) {}
+
+    // What lookup() found.
+    struct Lookup {
+        bool hit = false;
+        std::optional<Record> record;  // on a hit: the record, or nullopt for "known absent"
+        std::uint64_t fill_token = 0;  // on a miss: pass to fill(); 0 = do not fill
+    };
+    // The cached record of `key`, counted as a hit and marked referenced; or a miss
+    // (also when the entry is pending), counted, with the token for fill().
+    Lookup lookup(std::string_view key) {
+        Shard& shard = shard_of(key);
+        const std::lock_guard<std::mutex> lock(shard.mutex);
+        Lookup out;
+        if (CacheEntry* entry = find_current(shard, key)) {
+            out.hit = true;
+            if (entry->present) out.record = entry->record;
+            return out;
+        }
+        if (shard.writes_in_flight == 0) out.fill_token = shard.generation;
+        return out;
+    }
+
+    // What version() found.
+    struct Version {
+        bool hit = false;
+        bool present = false;  // on a hit: false for "known absent"
+        std::uint64_t version = 0;
+    };
+    // lookup() of the version alone, without copying the value, for a read-before-write.
+    Version version(std::string_view key) {
+        Shard& shard = shard_of(key);
+        const std::lock_guard<std::mutex> lock(shard.mutex);
+        Version out;
+        if (CacheEntry* entry = find_current(shard, key)) {
+            out.hit = true;
+            out.present = entry->present;
+            out.version = entry->record.version;
+        }
+        return out;
+    }
+
+    // Caches what a RocksDB read begun after lookup() returned: `record`, or "known absent"
+    // when null. Dropped when `token` is 0 or a write in the key's shard began since lookup()
+    // (see the top), when the key was cached meanwhile, or when the record is too large.
+    void fill(std::string_view key, std::uint64_t token, const Record* record) {
+        if (token == 0) return;
+        Shard& shard = shard_of(key);
+        const std::lock_guard<std::mutex> lock(shard.mutex);
+        if (shard.generation != token) return;
+        // An entry filled since lookup() holds the same record (the invariant): keep it.
+        if (shard.index.count(key) != 0) return;
+        insert(shard, key, record);
+    }
+
+    // fill() for a caller holding the key's stripe, which no write of the key can race.
+    void fill_locked(std::string_view key, const Record& record) {
+        Shard& shard = shard_of(key);
+        const std::lock_guard<std::mutex> lock(shard.mutex);
+        const auto it = shard.index.find(key);
+        if (it != shard.index.end()) {
+            // Pending only inside a write of the key, and the caller's stripe excludes those.
+            assert(!it->second->pending);
+            return;
+        }
+        insert(shard, key, &record);
+    }
+
+    // One key of a data write, for end_write(). The views must stay valid until then.
+    struct Write {
+        std::string_view key;
+        bool present = true;  // false: the write removes the key (erase_unchanged, purge)
+        std::uint64_t version = 0;
+        bool tombstone = false;
+        std::string_view value;  // empty for a tombstone
+        bool allocate = false;   // cache the record when the key is not cached yet
+    };
+
+    // Before the RocksDB write of `key`, under its stripe: the key stops being served until
+    // end_write(), and fills of its shard whose lookup came earlier are dropped. Each call
+    // must be paired with one end_write() (KeyStore's CacheWriteScope does it).
+    void begin_write(std::string_view key) {
+        Shard& shard = shard_of(key);
+        const std::lock_guard<std::mutex> lock(shard.mutex);
+        ++shard.writes_in_flight;
+        ++shard.generation;
+        const auto it = shard.index.find(key);
+        if (it != shard.index.end()) it->second->pending = true;
+    }
+
+    // After the RocksDB write, still under the stripe. `written`: RocksDB took it, so a cached
+    // entry becomes `write`'s record (and an uncached key gets one when write.allocate).
+    // Otherwise the entry is dropped: RocksDB may or may not hold the write.
+    void end_write(const Write& write, bool written) {
+        Shard& shard = shard_of(write.key);
+        const std::lock_guard<std::mutex> lock(shard.mutex);
+        assert(shard.writes_in_flight > 0);
+        --shard.writes_in_flight;
+        const auto it = shard.index.find(write.key);
+        if (!written) {
+            if (it != shard.index.end()) erase(shard, it->second);
+            return;
+        }
+        if (it == shard.index.end()) {
+            if (!write.allocate) return;
+            Record record{write.version, write.tombstone, std::string(write.value)};
+            insert(shard, write.key, write.present ? &record : nullptr);
+            return;
+        }
+        const auto entry = it->second;
+        shard.bytes -= entry->charge;
+        entry->pending = false;
+        entry->present = write.present;
+        entry->record.version = write.version;
+        entry->record.tombstone = write.tombstone;
+        entry->record.value.assign(write.value.data(), write.value.size());
+        // A value much smaller than the one before would leave its capacity charged.
+        if (entry->record.value.capacity() > 2 * entry->record.value.size() + kShortValueBytes) {
+            entry->record.value.shrink_to_fit();
+        }
+        entry->charge = charge(*entry);
+        shard.bytes += entry->charge;
+        if (entry->charge > entry_bytes_max_) {
+            erase(shard, entry);
+            return;
+        }
+        entry->referenced = true;
+        evict(shard);
+    }
+
+    // Counters summed over the shards, each read under its own lock.
+    KeyStoreCacheStats stats() const {
+        KeyStoreCacheStats out;
+        for (const Shard& shard : shards_) {
+            const std::lock_guard<std::mutex> lock(shard.mutex);
+            out.hits += shard.hits;
+            out.misses += shard.misses;
+            out.evictions += shard.evictions;
+            out.entries += shard.index.size();
+            out.bytes += shard.bytes;
+        }
+        return out;
+    }
+
+private:
+    struct CacheEntry {
+        std::string key;  // the index's key views point here; never modified
+        bool present = true;
+        bool pending = false;     // a write of the key is in flight (see the top)
+        bool referenced = false;  // used since eviction last passed it (CLOCK's second chance)
+        Record record;            // version 0 and no value when !present
+        std::size_t charge = 0;
+    };
+    // Front: the newest entries and those given a second chance; eviction works from the back.
+    using EntryList = std::list<CacheEntry>;
+
+    // The bookkeeping an entry costs besides its key and value bytes: the list node (two links
+    // and the CacheEntry), the index node (next link, key view, list iterator, cached hash),
+    // about two bucket slots (load factor up to 1, and the bucket array only grows) and the
+    // allocator's header on both nodes.
+    static constexpr std::size_t kAllocatorOverheadBytes = 16;
+    static constexpr std::size_t kEntryOverheadBytes =
+        (2 * sizeof(void*) + sizeof(CacheEntry) + kAllocatorOverheadBytes) +
+        (sizeof(void*) + sizeof(std::string_view) + sizeof(EntryList::iterator) +
+         sizeof(std::size_t) + kAllocatorOverheadBytes) +
+        2 * sizeof(void*);
+    // Values up to this long are not worth shrinking.
+    static constexpr std::size_t kShortValueBytes = 64;
+
+    // alignas: shards are locked by different threads; keep them off each other's cache lines.
+    struct alignas(64) Shard {
+        mutable std::mutex mutex;
+        EntryList entries;
+        std::unordered_map<std::string_view, EntryList::iterator> index;
+        std::size_t bytes = 0;  // sum of the entries' charges
+        // Bumped by every begin_write; fill tokens are generations, so never 0.
+        std::uint64_t generation = 1;
+        std::size_t writes_in_flight = 0;
+        std::uint64_t hits = 0;
+        std::uint64_t misses = 0;
+        std::uint64_t evictions = 0;
+    };
+
+    static std::size_t charge(const CacheEntry& entry) {
+        return kEntryOverheadBytes + entry.key.capacity() + entry.record.value.capacity();
+    }
+
+    Shard& shard_of(std::string_view key) {
+        // The high bits: the index's buckets use the low ones.
+        return shards_[(std::hash<std::string_view>{}(key) >> 32) % kRecordCacheShards];
+    }
+
+    // The key's entry if it may be served (counted as a hit and marked referenced), else null
+    // (counted as a miss).
+    CacheEntry* find_current(Shard& shard, std::string_view key) {
+        const auto it = shard.index.find(key);
+        if (it == shard.index.end() || it->second->pending) {
+            ++shard.misses;
+            return nullptr;
+        }
+        ++shard.hits;
+        it->second->referenced = true;
+        return &*it->second;
+    }
+
+    // Adds an entry for `key`, which has none: `record`, or absent when null.
+    void insert(Shard& shard, std::string_view key, const Record* record) {
+        CacheEntry entry;
+        entry.key.assign(key.data(), key.size());
+        if (record != nullptr) {
+            entry.record.version = record->version;
+            entry.record.tombstone = record->tombstone;
+            if (!record->tombstone) entry.record.value = record->value;
+        } else {
+            entry.present = false;
+        }
+        entry.charge = charge(entry);
+        if (entry.charge > entry_bytes_max_) return;
+        shard.entries.push_front(std::move(entry));
+        shard.index.emplace(std::string_view(shard.entries.front().key), shard.entries.begin());
+        shard.bytes += shard.entries.front().charge;
+        evict(shard);
+    }
+
+    void erase(Shard& shard, EntryList::iterator entry) {
+        shard.bytes -= entry->charge;
+        shard.index.erase(std::string_view(entry->key));
+        shard.entries.erase(entry);
+    }
+
+    // Drops entries from the back until the shard is within its budget, giving referenced
+    // ones a second chance. Every step clears a bit or drops an entry, so it ends. An entry
+    // joins at the front unreferenced, so a key read once (say, a sweep over cold keys) goes
+    // before one that was read again.
+    void evict(Shard& shard) {
+        while (shard.bytes > shard_bytes_max_ && !shard.entries.empty()) {
+            const auto oldest = std::prev(shard.entries.end());
+            if (oldest->referenced) {
+                oldest->referenced = false;
+                shard.entries.splice(shard.entries.begin(), shard.entries, oldest);
+                continue;
+            }
+            erase(shard, oldest);
+            ++shard.evictions;
+        }
+    }
+
+    const std::size_t shard_bytes_max_;
+    const std::size_t entry_bytes_max_;
+    std::array<Shard, kRecordCacheShards> shards_;
+};
+
+}  // namespace chordkv::storage
