@@ -154,7 +154,7 @@ std::vector<std::pair<std::string, std::string>> sample_payloads() {
         {"leave_request", encode_payload(LeaveRequest{3})},
         {"leave_reply", encode_payload(LeaveReply{3, 17})},
         {"error_reply", encode_payload(ErrorReply{4, 6, "not responsible"})},
-        {"put_request", encode_payload(PutRequest{5, "user:1", "hello", false})},
+        {"put_request", encode_payload(PutRequest{5, "user:1", "hello", false, 1'800'000'000'000})},
         {"put_reply", encode_payload(PutReply{5, sample_record().version, 2})},
         {"get_request", encode_payload(GetRequest{6, "user:1", true})},
         {"get_reply", encode_payload(GetReply{6, true, sample_record().version, "hello"})},
