@@ -303,6 +303,10 @@ Result<std::unique_ptr<KeyStore>> KeyStore::open(const std::string& path,
     db_options.create_if_missing = options.create_if_missing;
     // "meta" is ours to create: an existing data directory from an older build gains it.
     db_options.create_missing_column_families = true;
+    // The meta column family is written at startup and seldom after, so its memtable is never
+    // flushed and pins every WAL file: at 1 M keys the WAL was 159 MB next to 44 MB of SST
+    // files. A bound on the WAL makes RocksDB flush the column family holding the oldest one.
+    db_options.max_total_wal_size = 4 * options.write_buffer_bytes;
 
     rocksdb::BlockBasedTableOptions table_options;
     table_options.block_cache = rocksdb::NewLRUCache(options.block_cache_bytes);
