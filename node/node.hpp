@@ -252,6 +252,9 @@ private:
     // of an arc only if no change happened while it ran (a predecessor that dropped out and
     // came back within one job is a change too).
     std::vector<std::uint64_t> arc_epoch_;
+    // Per vnode: its replica holders as last seen by note_predecessors().
+    std::vector<std::vector<std::string>> repair_seen_holders_;
+    chord::Time holders_checked_at_{};
     bool repairing_ = false;
     std::uint64_t repair_keys_pulled_ = 0;
     std::uint64_t repair_keys_pushed_ = 0;

@@ -73,14 +73,55 @@ void Node::arm_repair() {
 }
 
 void Node::note_predecessors() {
-    // An arc that changed (a new predecessor: a join or a failure next to us) is urgent, and
-    // unsettled until a round with every holder has finished.
+    // An arc that changed is urgent, and unsettled until a round with every holder has
+    // finished. It changed when its predecessor did (a join or a failure next to us), and
+    // also when its replica holders did: a process cut off (or partitioned with a few others)
+    // for longer than failure detection keeps the predecessor of a vnode whose predecessor is
+    // its own, while the other side takes the arc and its writes; its only sign is that the
+    // holders it knew are gone. (Reads at such a vnode were stale for ~1 s after the link
+    // came back, until the merge: chaos seed 7 with 11-17 s cuts.)
     if (repair_seen_predecessor_.size() != vnodes_.size()) return;  // still opening
+    if (repair_seen_holders_.size() != vnodes_.size()) repair_seen_holders_.resize(vnodes_.size());
+    // The holders as the successor list alone names them (replica_addresses' cheap part; its
+    // fallback walks every vnode's fingers), at most every 50 ms: pump() runs per message.
+    const chord::Time t = now();
+    const bool check_holders =
+        options_.replicas > 1 && t - holders_checked_at_ >= std::chrono::milliseconds(50);
+    if (check_holders) holders_checked_at_ = t;
     for (std::size_t i = 0; i < vnodes_.size(); ++i) {
-        const auto& pred = vnodes_[i]->ring_state().predecessor;
+        const auto& ring = vnodes_[i]->ring_state();
+        const auto& pred = ring.predecessor;
         const std::optional<chord::NodeId> id =
             pred ? std::optional<chord::NodeId>(pred->id) : std::nullopt;
-        if (id != repair_seen_predecessor_[i]) {
+        bool holders_changed = false;
+        if (check_holders) {
+            std::vector<std::string>& seen = repair_seen_holders_[i];
+            std::size_t n = 0;
+            for (const auto& p : ring.successors) {
+                if (n == options_.replicas - 1) break;
+                if (p.address == advertise_text_) continue;
+                if (std::find(seen.begin(), seen.begin() + static_cast<long>(n), p.address) !=
+                    seen.begin() + static_cast<long>(n)) {
+                    continue;
+                }
+                if (n < seen.size() && seen[n] == p.address) {
+                    ++n;
+                    continue;
+                }
+                holders_changed = true;
+                if (n < seen.size()) {
+                    seen[n] = p.address;
+                } else {
+                    seen.push_back(p.address);
+                }
+                ++n;
+            }
+            if (seen.size() != n) {
+                holders_changed = true;
+                seen.resize(n);
+            }
+        }
+        if (id != repair_seen_predecessor_[i] || holders_changed) {
             repair_seen_predecessor_[i] = id;
             arc_synced_[i] = false;
             ++arc_epoch_[i];
