@@ -45,6 +45,7 @@ struct Node::RepairJob {
     std::vector<std::string> holders;
     std::size_t holder = 0;            // index into holders
     std::vector<std::size_t> buckets;  // differing buckets with the current holder
+    std::vector<bool> empty_here;      // per differing bucket: we held no entry of it
     std::size_t bucket = 0;            // index into buckets
     chord::NodeId sub_from;            // the current bucket's sub-arc
     chord::NodeId sub_to;
@@ -244,6 +245,7 @@ void Node::repair_with(const std::shared_ptr<RepairJob>& job) {
                 return next_holder();
             }
             job->buckets.clear();
+            job->empty_here.clear();
             job->bucket = 0;
             const std::string mine = pack_digest_hashes(*ours);
             const std::string mine_counts = pack_digest_counts(*ours);
@@ -251,6 +253,7 @@ void Node::repair_with(const std::shared_ptr<RepairJob>& job) {
                 if (mine.compare(32 * i, 32, theirs->hashes, 32 * i, 32) != 0 ||
                     mine_counts.compare(8 * i, 8, theirs->counts, 8 * i, 8) != 0) {
                     job->buckets.push_back(i);
+                    job->empty_here.push_back(ours->counts[i] == 0);
                 }
             }
             repair_bucket(job);
@@ -316,6 +319,12 @@ void Node::repair_pull(const std::shared_ptr<RepairJob>& job, std::optional<std:
             }
             if (reply->resume_after) {
                 repair_pull(job, reply->resume_after);
+            } else if (job->empty_here[job->bucket]) {
+                // We had nothing of this bucket: all we hold now is what we just pulled from
+                // this holder, so pushing it back would only cost both sides (a join's new
+                // owner pulls its whole arc this way).
+                ++job->bucket;
+                repair_bucket(job);
             } else {
                 repair_push(job, std::nullopt);
             }
