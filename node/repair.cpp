@@ -96,30 +96,16 @@ void Node::note_predecessors() {
             pred ? std::optional<chord::NodeId>(pred->id) : std::nullopt;
         bool holders_changed = false;
         if (check_holders) {
-            std::vector<std::string>& seen = repair_seen_holders_[i];
-            std::size_t n = 0;
+            std::vector<std::string> holders;
             for (const auto& p : ring.successors) {
-                if (n == options_.replicas - 1) break;
+                if (holders.size() == options_.replicas - 1) break;
                 if (p.address == advertise_text_) continue;
-                if (std::find(seen.begin(), seen.begin() + static_cast<long>(n), p.address) !=
-                    seen.begin() + static_cast<long>(n)) {
-                    continue;
-                }
-                if (n < seen.size() && seen[n] == p.address) {
-                    ++n;
-                    continue;
-                }
-                holders_changed = true;
-                if (n < seen.size()) {
-                    seen[n] = p.address;
-                } else {
-                    seen.push_back(p.address);
-                }
-                ++n;
+                if (std::find(holders.begin(), holders.end(), p.address) != holders.end()) continue;
+                holders.push_back(p.address);
             }
-            if (seen.size() != n) {
+            if (holders != repair_seen_holders_[i]) {
                 holders_changed = true;
-                seen.resize(n);
+                repair_seen_holders_[i] = std::move(holders);
             }
         }
         if (id != repair_seen_predecessor_[i] || holders_changed) {
