@@ -154,9 +154,7 @@ void Node::handoff_batch(const std::shared_ptr<Handoff>& job) {
         handoff_next(job);
         return;
     }
-    std::vector<net::SyncEntry> entries;
-    entries.reserve(batch->entries.size());
-    for (const auto& e : batch->entries) entries.push_back(detail::to_sync(e));
+    std::vector<net::SyncEntry> entries = detail::to_sync(std::move(batch->entries));
     job->resume = batch->resume_after;
     if (!job->resume) {
         ++job->task;  // this batch ends the task
@@ -164,16 +162,14 @@ void Node::handoff_batch(const std::shared_ptr<Handoff>& job) {
     auto pending = std::make_shared<std::size_t>(task.targets.size());
     const std::size_t count = entries.size();
     const std::size_t vnode = task.vnode;
-    auto shared_entries = std::make_shared<const std::vector<net::SyncEntry>>(std::move(entries));
+    auto request = detail::shared_batch(std::move(entries), net::SyncPurpose::handoff);
     std::weak_ptr<int> alive = alive_;
     for (const auto& target : task.targets) {
         peers_->call(
             target,
-            [shared_entries, k = cluster_key()](std::uint64_t rid) {
-                return net::encode_admin(
-                    net::ReplicateBatchRequest{
-                        rid, *shared_entries, static_cast<std::uint8_t>(net::SyncPurpose::handoff)},
-                    k);
+            [request, k = cluster_key()](std::uint64_t rid) {
+                request->request_id = rid;
+                return net::encode_admin(*request, k);
             },
             [this, alive, job, pending, count, vnode, target](Result<net::Frame> answer) {
                 if (alive.expired() || stopped_) return;

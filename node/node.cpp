@@ -458,7 +458,7 @@ void Node::on_frame(const std::shared_ptr<net::Connection>& from, const net::Fra
         case net::DataType::replicate_batch_request: {
             auto request = net::decode_admin<net::ReplicateBatchRequest>(frame.payload);
             if (!request) break;
-            on_replicate_batch(from, *request);
+            on_replicate_batch(from, std::move(*request));
             return;
         }
         case net::DataType::replica_set_request: {

@@ -216,14 +216,18 @@ private:
     void arm_repair();
     void repair_round();
     void repair_with(const std::shared_ptr<RepairJob>& job);
-    void repair_bucket(const std::shared_ptr<RepairJob>& job);
-    void repair_pull(const std::shared_ptr<RepairJob>& job, std::optional<std::string> after);
-    void repair_push(const std::shared_ptr<RepairJob>& job, std::optional<std::string> after);
+    struct RepairBucket;
+    void repair_fill(const std::shared_ptr<RepairJob>& job);
+    void repair_bucket_done(const std::shared_ptr<RepairJob>& job, bool failed);
+    void repair_pull(const std::shared_ptr<RepairJob>& job,
+                     const std::shared_ptr<RepairBucket>& bucket, std::optional<std::string> after);
+    void repair_push(const std::shared_ptr<RepairJob>& job,
+                     const std::shared_ptr<RepairBucket>& bucket, std::optional<std::string> after);
     void repair_done(const std::shared_ptr<RepairJob>& job);
     void repair_holder_failed(const std::shared_ptr<RepairJob>& job);
     void on_sync_digest(const ConnectionPtr& from, const net::SyncDigestRequest& request);
     void on_sync_scan(const ConnectionPtr& from, const net::SyncScanRequest& request);
-    void on_replicate_batch(const ConnectionPtr& from, const net::ReplicateBatchRequest& request);
+    void on_replicate_batch(const ConnectionPtr& from, net::ReplicateBatchRequest request);
     void coordinate_put(const ConnectionPtr& from, chord::Protocol& vnode, net::PutRequest request);
     void coordinate_get(const ConnectionPtr& from, chord::Protocol& vnode, net::GetRequest request);
     std::uint64_t physical_ms() const;
@@ -266,6 +270,9 @@ private:
         bool dirty = true;
         std::vector<std::string> holders;
         chord::Time check_by{};
+        // Walks of the vnode's replica span in a row that kept copies because a new holder
+        // still lacked them (replica_gc.cpp).
+        int gc_deferrals = 0;
     };
     std::vector<RepairMemo> repair_memo_;
     std::vector<bool> arc_synced_;

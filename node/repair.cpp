@@ -18,24 +18,17 @@ namespace chordkv {
 namespace {
 
 using detail::kSyncBatchBytesMax;
+using detail::pack_digest_counts;
+using detail::pack_digest_hashes;
 using detail::to_entry;
 using detail::to_sync;
 
-std::string pack_digest_hashes(const storage::ArcDigest& d) {
-    std::string out;
-    out.reserve(32 * d.buckets.size());
-    for (const auto& h : d.buckets) out.append(reinterpret_cast<const char*>(h.data()), h.size());
-    return out;
-}
-
-std::string pack_digest_counts(const storage::ArcDigest& d) {
-    std::string out;
-    out.reserve(8 * d.counts.size());
-    for (std::uint64_t c : d.counts) {
-        for (int shift = 56; shift >= 0; shift -= 8) out.push_back(static_cast<char>(c >> shift));
-    }
-    return out;
-}
+// Differing buckets synced at once with one holder: each is a chain of requests (pull
+// batches, then push batches), so several keep both processes busy while a reply travels.
+// With one at a time a join's new owner spent most of its handoff waiting.
+constexpr std::size_t kBucketsInFlight = 4;
+// When a settled vnode whose span walk was put off by urgent work comes round again.
+constexpr std::chrono::seconds kGcAfterUrgent{2};
 
 }  // namespace
 
@@ -46,11 +39,12 @@ struct Node::RepairJob {
     std::size_t holder = 0;            // index into holders
     std::vector<std::size_t> buckets;  // differing buckets with the current holder
     std::vector<bool> empty_here;      // per differing bucket: we held no entry of it
-    std::size_t bucket = 0;            // index into buckets
-    chord::NodeId sub_from;            // the current bucket's sub-arc
-    chord::NodeId sub_to;
-    std::size_t vnode = 0;    // the vnode whose arc this is
-    std::uint64_t epoch = 0;  // arc_epoch_ of the vnode when the job started
+    std::size_t next_bucket = 0;       // index into buckets: the next one to start
+    std::size_t active = 0;            // buckets being synced with the current holder
+    bool holder_failed = false;        // the current holder failed: finish the active ones
+    bool filling = false;              // inside repair_fill (it is not re-entered)
+    std::size_t vnode = 0;             // the vnode whose arc this is
+    std::uint64_t epoch = 0;           // arc_epoch_ of the vnode when the job started
     // Handoff: the arc changed (a join or failure next to it, or this process (re)joined);
     // else routine maintenance. Only counted apart.
     bool handoff = false;
@@ -59,6 +53,13 @@ struct Node::RepairJob {
         return static_cast<std::uint8_t>(handoff ? net::SyncPurpose::handoff
                                                  : net::SyncPurpose::repair);
     }
+};
+
+// One differing bucket being synced: its index in RepairJob::buckets and its sub-arc.
+struct Node::RepairBucket {
+    std::size_t index = 0;
+    chord::NodeId from;  // the sub-arc (from, to]
+    chord::NodeId to;
 };
 
 void Node::arm_repair() {
@@ -189,9 +190,15 @@ void Node::repair_done(const std::shared_ptr<RepairJob>& job) {
         arc_synced_[job->vnode] = true;
         RepairMemo& memo = repair_memo_[job->vnode];
         memo.holders = job->holders;
-        memo.check_by = now() + options_.repair_full_interval;
-        gc_start(job->vnode);  // ends the round (gc_done)
-        return;
+        if (repair_urgent_.empty()) {
+            memo.check_by = now() + options_.repair_full_interval;
+            gc_start(job->vnode);  // ends the round (gc_done)
+            return;
+        }
+        // Arcs that changed come first; dropping copies can wait for this vnode's next turn
+        // (a join's old processes walked their spans, one job at a time, while the joiner
+        // waited for their pushes).
+        memo.check_by = now() + kGcAfterUrgent;
     }
     repairing_ = false;
     arm_repair();
@@ -220,80 +227,80 @@ void Node::repair_with(const std::shared_ptr<RepairJob>& job) {
         },
         [this, alive, job, buckets](Result<net::Frame> answer) {
             if (alive.expired() || stopped_) return;
-            auto next_holder = [&] { repair_holder_failed(job); };
             if (!answer || answer->type != net::admin_type<net::SyncDigestReply>()) {
-                return next_holder();
+                return repair_holder_failed(job);
             }
             auto theirs = net::decode_admin<net::SyncDigestReply>(answer->payload);
             auto ours = store_->digest(job->from, job->to, buckets);
-            if (!theirs || !ours || theirs->hashes.size() != 32u * buckets ||
-                theirs->counts.size() != 8u * buckets) {
-                return next_holder();
-            }
-            job->buckets.clear();
+            if (!theirs || !ours) return repair_holder_failed(job);
+            auto differ = detail::differing_buckets(*ours, theirs->hashes, theirs->counts);
+            if (!differ) return repair_holder_failed(job);
+            job->buckets = std::move(*differ);
             job->empty_here.clear();
-            job->bucket = 0;
-            const std::string mine = pack_digest_hashes(*ours);
-            const std::string mine_counts = pack_digest_counts(*ours);
-            for (std::size_t i = 0; i < buckets; ++i) {
-                if (mine.compare(32 * i, 32, theirs->hashes, 32 * i, 32) != 0 ||
-                    mine_counts.compare(8 * i, 8, theirs->counts, 8 * i, 8) != 0) {
-                    job->buckets.push_back(i);
-                    job->empty_here.push_back(ours->counts[i] == 0);
-                }
-            }
-            repair_bucket(job);
+            for (std::size_t b : job->buckets) job->empty_here.push_back(ours->counts[b] == 0);
+            job->next_bucket = 0;
+            job->active = 0;
+            job->holder_failed = false;
+            repair_fill(job);
         },
         options_.replica_timeout);
 }
 
-void Node::repair_bucket(const std::shared_ptr<RepairJob>& job) {
-    if (stopped_) return;
-    if (job->bucket >= job->buckets.size()) {
-        ++job->holder;
-        repair_with(job);
-        return;
+void Node::repair_fill(const std::shared_ptr<RepairJob>& job) {
+    if (stopped_ || job->filling) return;  // the outer call sees what changed
+    job->filling = true;
+    while (!job->holder_failed && job->active < kBucketsInFlight &&
+           job->next_bucket < job->buckets.size()) {
+        const std::size_t index = job->next_bucket++;
+        auto sub = storage::digest_bucket_arc(job->from, job->to, options_.repair_buckets,
+                                              job->buckets[index]);
+        if (!sub) continue;
+        ++job->active;
+        repair_pull(job,
+                    std::make_shared<RepairBucket>(RepairBucket{index, sub->first, sub->second}),
+                    std::nullopt);
     }
-    auto sub = storage::digest_bucket_arc(job->from, job->to, options_.repair_buckets,
-                                          job->buckets[job->bucket]);
-    if (!sub) {
-        ++job->bucket;
-        repair_bucket(job);
-        return;
-    }
-    job->sub_from = sub->first;
-    job->sub_to = sub->second;
-    repair_pull(job, std::nullopt);
+    job->filling = false;
+    if (job->active > 0) return;
+    if (job->holder_failed) return repair_holder_failed(job);
+    ++job->holder;
+    repair_with(job);
 }
 
-void Node::repair_pull(const std::shared_ptr<RepairJob>& job, std::optional<std::string> after) {
+void Node::repair_bucket_done(const std::shared_ptr<RepairJob>& job, bool failed) {
+    if (failed) job->holder_failed = true;  // this holder is gone or confused: next one
+    --job->active;
+    repair_fill(job);
+}
+
+void Node::repair_pull(const std::shared_ptr<RepairJob>& job,
+                       const std::shared_ptr<RepairBucket>& bucket,
+                       std::optional<std::string> after) {
     const std::string& address = job->holders[job->holder];
     const auto batch = static_cast<std::uint32_t>(options_.repair_batch_keys_max);
     std::weak_ptr<int> alive = alive_;
     peers_->call(
         address,
-        [job, after, batch, k = cluster_key()](std::uint64_t rid) {
-            return net::encode_admin(
-                net::SyncScanRequest{rid, job->sub_from, job->sub_to, after, batch, job->purpose()},
-                k);
+        [from = bucket->from, to = bucket->to, after = std::move(after), batch,
+         purpose = job->purpose(), k = cluster_key()](std::uint64_t rid) {
+            return net::encode_admin(net::SyncScanRequest{rid, from, to, after, batch, purpose}, k);
         },
-        [this, alive, job](Result<net::Frame> answer) {
+        [this, alive, job, bucket](Result<net::Frame> answer) {
             if (alive.expired() || stopped_) return;
-            if (!answer || answer->type != net::admin_type<net::SyncScanReply>()) {
-                repair_holder_failed(job);  // this holder is gone or confused: next one
-                return;
+            if (job->holder_failed || !answer ||
+                answer->type != net::admin_type<net::SyncScanReply>()) {
+                return repair_bucket_done(job, true);
             }
             auto reply = net::decode_admin<net::SyncScanReply>(answer->payload);
-            if (!reply) {
-                repair_holder_failed(job);
-                return;
-            }
+            if (!reply) return repair_bucket_done(job, true);
+            // Ask for the next batch before applying this one: the holder scans it meanwhile.
+            if (reply->resume_after) repair_pull(job, bucket, reply->resume_after);
             std::vector<storage::Entry> entries;
             entries.reserve(reply->entries.size());
             std::uint64_t newest = 0;
-            for (const auto& e : reply->entries) {
-                entries.push_back(to_entry(e));
+            for (auto& e : reply->entries) {
                 newest = std::max(newest, e.record.version);
+                entries.push_back(to_entry(std::move(e)));
             }
             if (!entries.empty()) {
                 (void)hlc_.observe(newest, physical_ms());
@@ -303,57 +310,48 @@ void Node::repair_pull(const std::shared_ptr<RepairJob>& job, std::optional<std:
                     (job->handoff ? c.handoff_received : c.repair_received) += *applied;
                 }
             }
-            if (reply->resume_after) {
-                repair_pull(job, reply->resume_after);
-            } else if (job->empty_here[job->bucket]) {
+            if (reply->resume_after) return;  // the next batch's reply goes on
+            if (job->empty_here[bucket->index]) {
                 // We had nothing of this bucket: all we hold now is what we just pulled from
                 // this holder, so pushing it back would only cost both sides (a join's new
                 // owner pulls its whole arc this way).
-                ++job->bucket;
-                repair_bucket(job);
-            } else {
-                repair_push(job, std::nullopt);
+                return repair_bucket_done(job, false);
             }
+            repair_push(job, bucket, std::nullopt);
         },
         options_.replica_timeout);
 }
 
-void Node::repair_push(const std::shared_ptr<RepairJob>& job, std::optional<std::string> after) {
-    auto batch = store_->scan(job->sub_from, job->sub_to, options_.repair_batch_keys_max, after,
+void Node::repair_push(const std::shared_ptr<RepairJob>& job,
+                       const std::shared_ptr<RepairBucket>& bucket,
+                       std::optional<std::string> after) {
+    auto batch = store_->scan(bucket->from, bucket->to, options_.repair_batch_keys_max, after,
                               nullptr, kSyncBatchBytesMax);
-    if (!batch || batch->entries.empty()) {
-        ++job->bucket;
-        repair_bucket(job);
-        return;
+    if (!batch || batch->entries.empty() || job->holder_failed) {
+        return repair_bucket_done(job, false);
     }
-    std::vector<net::SyncEntry> entries;
-    entries.reserve(batch->entries.size());
-    for (const auto& e : batch->entries) entries.push_back(to_sync(e));
     const auto resume = batch->resume_after;
+    auto request = detail::shared_batch(to_sync(std::move(batch->entries)),
+                                        static_cast<net::SyncPurpose>(job->purpose()));
     std::weak_ptr<int> alive = alive_;
     peers_->call(
         job->holders[job->holder],
-        [entries = std::move(entries), purpose = job->purpose(),
-         k = cluster_key()](std::uint64_t rid) {
-            return net::encode_admin(net::ReplicateBatchRequest{rid, entries, purpose}, k);
+        [request, k = cluster_key()](std::uint64_t rid) {
+            request->request_id = rid;
+            return net::encode_admin(*request, k);
         },
-        [this, alive, job, resume](Result<net::Frame> answer) {
+        [this, alive, job, bucket, resume](Result<net::Frame> answer) {
             if (alive.expired() || stopped_) return;
             if (!answer || answer->type != net::admin_type<net::ReplicateBatchReply>()) {
-                repair_holder_failed(job);
-                return;
+                return repair_bucket_done(job, true);
             }
             if (auto reply = net::decode_admin<net::ReplicateBatchReply>(answer->payload)) {
                 repair_keys_pushed_ += reply->applied;
                 auto& c = counters_[job->vnode];
                 (job->handoff ? c.handoff_sent : c.repair_sent) += reply->applied;
             }
-            if (resume) {
-                repair_push(job, resume);
-            } else {
-                ++job->bucket;
-                repair_bucket(job);
-            }
+            if (resume) return repair_push(job, bucket, resume);
+            repair_bucket_done(job, false);
         },
         options_.replica_timeout);
 }
@@ -381,16 +379,17 @@ void Node::on_sync_scan(const ConnectionPtr& from, const net::SyncScanRequest& r
     }
     net::SyncScanReply reply_message;
     reply_message.request_id = request.request_id;
-    for (const auto& e : scanned->entries) reply_message.entries.push_back(to_sync(e));
+    const std::size_t count = scanned->entries.size();
+    reply_message.entries = to_sync(std::move(scanned->entries));
     reply_message.resume_after = scanned->resume_after;
-    if (!scanned->entries.empty()) {
+    if (count > 0) {
         auto& c = counters_[span_vnode(request.to_inclusive)];
         switch (static_cast<net::SyncPurpose>(request.purpose)) {
             case net::SyncPurpose::handoff:
-                c.handoff_sent += scanned->entries.size();
+                c.handoff_sent += count;
                 break;
             case net::SyncPurpose::repair:
-                c.repair_sent += scanned->entries.size();
+                c.repair_sent += count;
                 break;
             default:
                 break;  // a dump is not a transfer
@@ -399,18 +398,17 @@ void Node::on_sync_scan(const ConnectionPtr& from, const net::SyncScanRequest& r
     reply(from, reply_message);
 }
 
-void Node::on_replicate_batch(const ConnectionPtr& from,
-                              const net::ReplicateBatchRequest& request) {
+void Node::on_replicate_batch(const ConnectionPtr& from, net::ReplicateBatchRequest request) {
     std::vector<storage::Entry> entries;
     entries.reserve(request.entries.size());
     std::uint64_t newest = 0;
-    for (const auto& e : request.entries) {
+    for (auto& e : request.entries) {
         if (auto ok = check_key(e.key); !ok) {
             reply_error(from, request.request_id, ok.error());
             return;
         }
-        entries.push_back(to_entry(e));
         newest = std::max(newest, e.record.version);
+        entries.push_back(to_entry(std::move(e)));
     }
     (void)hlc_.observe(newest, physical_ms());
     auto applied = store_->apply_batch(entries);

@@ -55,8 +55,41 @@ struct KeyRange {
     std::optional<std::string> upper;
 };
 
-// Keys per scan batch while digesting an arc: bounds the memory of one step.
-constexpr std::size_t kDigestScanKeysMax = 1024;
+// The key part of a storage key, without copying it; corruption as decode_data_key().
+Result<std::string_view> data_key_view(std::string_view storage_key) {
+    if (storage_key.size() <= chord::NodeId::kBytes) return decode_data_key(storage_key).error();
+    return storage_key.substr(chord::NodeId::kBytes);
+}
+
+// Slices of a KeyRange's bounds for ReadOptions: they must outlive the iterator.
+struct RangeBounds {
+    rocksdb::Slice lower;
+    rocksdb::Slice upper;
+};
+
+// An iterator over `range` of column family `cf`, positioned at its first key. It points into
+// `range` and `bounds`, which must outlive it.
+std::unique_ptr<rocksdb::Iterator> open_range(rocksdb::DB& db, rocksdb::ColumnFamilyHandle* cf,
+                                              rocksdb::ReadOptions options, const KeyRange& range,
+                                              RangeBounds& bounds) {
+    options.iterate_lower_bound = nullptr;
+    options.iterate_upper_bound = nullptr;
+    if (range.lower) {
+        bounds.lower = *range.lower;
+        options.iterate_lower_bound = &bounds.lower;
+    }
+    if (range.upper) {
+        bounds.upper = *range.upper;
+        options.iterate_upper_bound = &bounds.upper;
+    }
+    std::unique_ptr<rocksdb::Iterator> it(db.NewIterator(options, cf));
+    if (range.lower) {
+        it->Seek(bounds.lower);
+    } else {
+        it->SeekToFirst();
+    }
+    return it;
+}
 
 // The stripe of the key with id `key_id`. Key ids are SHA-1 outputs, so any bits spread keys
 // evenly.
@@ -649,14 +682,46 @@ Result<std::size_t> KeyStore::apply_batch(const std::vector<Entry>& entries) {
     // key's stripe before the write would let a newer apply() land in between and then be
     // overwritten by this older batch. Stripes are taken in ascending order (StripeLocks).
     const StripeLocks locks(stripes_, stripes);
+    // The stored versions: from the cache where it knows the key, the rest in one MultiGet
+    // (sorted keys share index and filter work; a join applies its arc this way).
+    std::vector<std::optional<std::uint64_t>> stored(candidates.size());  // nullopt: absent
+    std::vector<std::size_t> misses;
+    for (std::size_t i = 0; i < candidates.size(); ++i) {
+        if (cache_) {
+            const RecordCache::Version cached = cache_->version(candidates[i].entry->key);
+            if (cached.hit) {
+                if (cached.present) stored[i] = cached.version;
+                continue;
+            }
+        }
+        misses.push_back(i);
+    }
+    if (!misses.empty()) {
+        std::vector<rocksdb::Slice> keys;
+        keys.reserve(misses.size());
+        for (std::size_t i : misses) keys.emplace_back(candidates[i].storage_key);
+        std::vector<rocksdb::PinnableSlice> values(misses.size());
+        std::vector<rocksdb::Status> statuses(misses.size());
+        db_->MultiGet(rocksdb::ReadOptions(), data_cf_, misses.size(), keys.data(), values.data(),
+                      statuses.data(), /*sorted_input=*/true);
+        for (std::size_t m = 0; m < misses.size(); ++m) {
+            const Entry& entry = *candidates[misses[m]].entry;
+            if (statuses[m].IsNotFound()) continue;
+            if (!statuses[m].ok()) {
+                return from_rocksdb(statuses[m], "reading key " + describe_key(entry.key));
+            }
+            auto header = decode_record_header(values[m].ToStringView(), entry.key);
+            if (!header) return header.error();
+            stored[misses[m]] = header->version;
+        }
+    }
     CacheWriteScope cache_writes(cache_.get());
     rocksdb::WriteBatch rocks_batch;
     std::size_t written = 0;
-    for (const Candidate& candidate : candidates) {
+    for (std::size_t i = 0; i < candidates.size(); ++i) {
+        const Candidate& candidate = candidates[i];
         const Entry& entry = *candidate.entry;
-        auto newer = newer_than_stored(candidate.storage_key, entry.key, entry.record.version);
-        if (!newer) return newer.error();
-        if (!*newer) continue;
+        if (stored[i] && entry.record.version <= *stored[i]) continue;
         const std::string_view value =
             entry.record.tombstone ? std::string_view() : std::string_view(entry.record.value);
         rocksdb::Status status =
@@ -682,22 +747,32 @@ Result<std::size_t> KeyStore::erase_unchanged(const std::vector<Entry>& entries)
     if (entries.empty()) return std::size_t{0};
     StripeSet stripes;
     for (const Entry& entry : entries) stripes.set(stripe_index(entry.key_id));
+    std::vector<std::string> storage_keys;
+    storage_keys.reserve(entries.size());
+    for (const Entry& entry : entries) {
+        storage_keys.push_back(encode_data_key(entry.key_id, entry.key));
+    }
     // Under the stripes, an entry still at the version it was read at cannot change until
-    // the batch is written.
+    // the batch is written. One MultiGet reads them all.
     const StripeLocks locks(stripes_, stripes);
+    std::vector<rocksdb::Slice> keys(storage_keys.begin(), storage_keys.end());
+    std::vector<rocksdb::PinnableSlice> values(entries.size());
+    std::vector<rocksdb::Status> statuses(entries.size());
+    db_->MultiGet(rocksdb::ReadOptions(), data_cf_, entries.size(), keys.data(), values.data(),
+                  statuses.data());
     CacheWriteScope cache_writes(cache_.get());
     rocksdb::WriteBatch rocks_batch;
     std::size_t erased = 0;
-    for (const Entry& entry : entries) {
-        const std::string storage_key = encode_data_key(entry.key_id, entry.key);
-        rocksdb::PinnableSlice bytes;
-        rocksdb::Status status = db_->Get(rocksdb::ReadOptions(), data_cf_, storage_key, &bytes);
-        if (status.IsNotFound()) continue;
-        if (!status.ok()) return from_rocksdb(status, "reading key " + describe_key(entry.key));
-        auto stored = decode_record_header(bytes.ToStringView(), entry.key);
+    for (std::size_t i = 0; i < entries.size(); ++i) {
+        const Entry& entry = entries[i];
+        if (statuses[i].IsNotFound()) continue;
+        if (!statuses[i].ok()) {
+            return from_rocksdb(statuses[i], "reading key " + describe_key(entry.key));
+        }
+        auto stored = decode_record_header(values[i].ToStringView(), entry.key);
         if (!stored) return stored.error();
         if (stored->version != entry.record.version) continue;
-        status = rocks_batch.Delete(data_cf_, storage_key);
+        rocksdb::Status status = rocks_batch.Delete(data_cf_, storage_keys[i]);
         if (!status.ok()) return from_rocksdb(status, "building erase batch");
         cache_writes.add({entry.key, /*present=*/false, 0, false, {}, /*allocate=*/false});
         ++erased;
@@ -835,27 +910,8 @@ Result<ScanBatch> KeyStore::scan(const chord::NodeId& from_exclusive,
     ScanBatch batch;
     std::size_t batch_bytes = 0;
     for (std::size_t i = first_range; i < ranges.size(); ++i) {
-        const KeyRange& range = ranges[i];
-        // The bound slices must outlive the iterator, which holds pointers to them; both
-        // point into `ranges`, which outlives the loop.
-        rocksdb::Slice lower;
-        rocksdb::Slice upper_slice;
-        read_options.iterate_lower_bound = nullptr;
-        read_options.iterate_upper_bound = nullptr;
-        if (range.lower) {
-            lower = *range.lower;
-            read_options.iterate_lower_bound = &lower;
-        }
-        if (range.upper) {
-            upper_slice = *range.upper;
-            read_options.iterate_upper_bound = &upper_slice;
-        }
-        std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(read_options, data_cf_));
-        if (range.lower) {
-            it->Seek(lower);
-        } else {
-            it->SeekToFirst();
-        }
+        RangeBounds bounds;
+        auto it = open_range(*db_, data_cf_, read_options, ranges[i], bounds);
         for (; it->Valid(); it->Next()) {
             // One entry past a full batch proves there is more, so resume_after is nullopt
             // exactly when the arc is done.
@@ -886,28 +942,12 @@ Result<ArcCount> KeyStore::count(const chord::NodeId& from_exclusive,
     read_options.fill_cache = false;
     ArcCount out;
     for (const KeyRange& range : arc_ranges(from_exclusive, to_inclusive)) {
-        rocksdb::Slice lower;
-        rocksdb::Slice upper;
-        read_options.iterate_lower_bound = nullptr;
-        read_options.iterate_upper_bound = nullptr;
-        if (range.lower) {
-            lower = *range.lower;
-            read_options.iterate_lower_bound = &lower;
-        }
-        if (range.upper) {
-            upper = *range.upper;
-            read_options.iterate_upper_bound = &upper;
-        }
-        std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(read_options, data_cf_));
-        if (range.lower) {
-            it->Seek(lower);
-        } else {
-            it->SeekToFirst();
-        }
+        RangeBounds bounds;
+        auto it = open_range(*db_, data_cf_, read_options, range, bounds);
         for (; it->Valid(); it->Next()) {
-            auto data_key = decode_data_key(it->key().ToStringView());
-            if (!data_key) return data_key.error();
-            auto record = decode_record_header(it->value().ToStringView(), data_key->key);
+            auto key = data_key_view(it->key().ToStringView());
+            if (!key) return key.error();
+            auto record = decode_record_header(it->value().ToStringView(), *key);
             if (!record) return record.error();
             ++(record->tombstone ? out.tombstones : out.live);
         }
@@ -944,16 +984,27 @@ Result<ArcDigest> KeyStore::digest(const chord::NodeId& from_exclusive,
     digest.counts.assign(buckets, 0);
     Sha256 sha;
     if (!sha.reset()) return hash_failed;
-    // Scans run in ring order from the arc start, so bucket indices never decrease: one hash
-    // is open at a time, and buckets skipped on the way are finished empty.
+    // Ring order from the arc start, so bucket indices never decrease: one hash is open at a
+    // time, and buckets skipped on the way are finished empty. Keys and record headers are
+    // read in place (no copies: a join digests whole arcs several times).
+    rocksdb::ReadOptions read_options;
+    read_options.snapshot = snapshot->snapshot_;
+    read_options.fill_cache = false;
     std::size_t open = 0;
     std::string fed;
-    std::optional<std::string> resume;
-    do {
-        auto batch = scan(from_exclusive, to_inclusive, kDigestScanKeysMax, resume, snapshot);
-        if (!batch) return batch.error();
-        for (const Entry& entry : batch->entries) {
-            const chord::NodeId offset = chord::distance(from_exclusive, entry.key_id).prev();
+    for (const KeyRange& range : arc_ranges(from_exclusive, to_inclusive)) {
+        RangeBounds bounds;
+        auto it = open_range(*db_, data_cf_, read_options, range, bounds);
+        for (; it->Valid(); it->Next()) {
+            const std::string_view storage_key = it->key().ToStringView();
+            auto key = data_key_view(storage_key);
+            if (!key) return key.error();
+            auto record = decode_record_header(it->value().ToStringView(), *key);
+            if (!record) return record.error();
+            // from_bytes only fails on a wrong length, which data_key_view rules out.
+            const chord::NodeId key_id =
+                *chord::NodeId::from_bytes(storage_key.substr(0, chord::NodeId::kBytes));
+            const chord::NodeId offset = chord::distance(from_exclusive, key_id).prev();
             const auto bucket = static_cast<std::size_t>(
                 std::upper_bound(starts.begin(), starts.end(), offset) - starts.begin() - 1);
             assert(bucket >= open && bucket < buckets);
@@ -961,15 +1012,18 @@ Result<ArcDigest> KeyStore::digest(const chord::NodeId& from_exclusive,
                 if (!sha.finish(digest.buckets[open]) || !sha.reset()) return hash_failed;
             }
             fed.clear();
-            append_be64(fed, entry.key.size());
-            fed.append(encode_data_key(entry.key_id, entry.key));
-            append_be64(fed, entry.record.version);
-            fed.push_back(static_cast<char>(entry.record.tombstone ? kRecordFlagTombstone : 0));
+            append_be64(fed, key->size());
+            fed.append(storage_key);
+            append_be64(fed, record->version);
+            fed.push_back(static_cast<char>(record->tombstone ? kRecordFlagTombstone : 0));
             if (!sha.update(fed.data(), fed.size())) return hash_failed;
             ++digest.counts[bucket];
         }
-        resume = std::move(batch->resume_after);
-    } while (resume);
+        if (!it->status().ok()) {
+            return from_rocksdb(it->status(), "digesting arc (" + from_exclusive.short_hex() +
+                                                  ", " + to_inclusive.short_hex() + "]");
+        }
+    }
     for (; open < buckets; ++open) {
         if (!sha.finish(digest.buckets[open]) || !sha.reset()) return hash_failed;
     }

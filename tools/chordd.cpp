@@ -46,6 +46,7 @@ struct Settings {
     std::int64_t purge_interval_ms = 10 * 60 * 1000;
     std::int64_t handoff_timeout_ms = 120 * 1000;
     std::int64_t repair_interval_ms = 500;
+    std::int64_t repair_full_interval_ms = 60 * 1000;
     std::size_t cache_mb = 64;  // KeyStoreOptions::cache_bytes in MiB
     std::string log_level = "info";
     std::string config;
@@ -86,7 +87,8 @@ int run(const Settings& settings) {
           std::pair{"--tombstone-grace", settings.tombstone_grace_ms},
           std::pair{"--purge-interval", settings.purge_interval_ms},
           std::pair{"--handoff-timeout", settings.handoff_timeout_ms},
-          std::pair{"--repair-interval", settings.repair_interval_ms}}) {
+          std::pair{"--repair-interval", settings.repair_interval_ms},
+          std::pair{"--repair-full-interval", settings.repair_full_interval_ms}}) {
         if (value <= 0) {
             spdlog::error("{} must be positive, got {}", flag, value);
             return kExitUsage;
@@ -96,6 +98,7 @@ int run(const Settings& settings) {
     options.purge_interval = std::chrono::milliseconds(settings.purge_interval_ms);
     options.handoff_timeout = std::chrono::milliseconds(settings.handoff_timeout_ms);
     options.repair_interval = std::chrono::milliseconds(settings.repair_interval_ms);
+    options.repair_full_interval = std::chrono::milliseconds(settings.repair_full_interval_ms);
     if (!settings.cluster_key_file.empty()) {
         auto key = chordkv::net::read_cluster_key_file(settings.cluster_key_file);
         if (!key) {
@@ -207,6 +210,10 @@ int main(int argc, char** argv) {
          "milliseconds a graceful leave may spend handing its keys over")  //
         ("repair-interval", po::value(&s.repair_interval_ms)->default_value(s.repair_interval_ms),
          "milliseconds between replica maintenance rounds (one vnode's arc each)")  //
+        ("repair-full-interval",
+         po::value(&s.repair_full_interval_ms)->default_value(s.repair_full_interval_ms),
+         "milliseconds after which an arc unwritten since its last round is compared with its "
+         "holders again (and copies this process no longer holds are looked for)")  //
         ("cache-mb", po::value(&s.cache_mb)->default_value(s.cache_mb),
          "MiB of recently used records cached in front of RocksDB, for gets and replica "
          "writes (0 = off)")  //
