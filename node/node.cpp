@@ -29,6 +29,7 @@ Node::Node(asio::io_context& io, NodeOptions options)
       rng_(seed_from(options_.seed)),
       timer_(io),
       repair_timer_(io),
+      gc_timer_(io),
       purge_timer_(io) {}
 
 Node::~Node() {
@@ -228,6 +229,7 @@ void Node::stop() {
     stopped_ = true;
     timer_.cancel();
     repair_timer_.cancel();
+    gc_timer_.cancel();
     purge_timer_.cancel();
     if (peers_) peers_->close();
     if (transport_) transport_->close();

@@ -247,6 +247,7 @@ private:
     std::vector<std::unique_ptr<chord::Protocol>> vnodes_;
     boost::asio::steady_timer timer_;
     boost::asio::steady_timer repair_timer_;
+    boost::asio::steady_timer gc_timer_;  // pauses between a gc job's erased batches
     std::size_t repair_next_vnode_ = 0;
     // Vnodes to repair before the round robin continues: all of them once this process has
     // joined, and any whose predecessor (so whose arc) changed since it was last looked at.

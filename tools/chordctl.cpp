@@ -2,7 +2,7 @@
 //
 //   chordctl [--node HOST:PORT] [--json] [--timeout MS] ring
 //   chordctl [--node HOST:PORT] [--json] [--timeout MS] lookup KEY
-//   chordctl [--node HOST:PORT] [--json] [--timeout MS] stats
+//   chordctl [--node HOST:PORT] [--json] [--timeout MS] [--no-key-count] stats
 //   chordctl [--node HOST:PORT] put KEY VALUE|-      (- reads the value from stdin)
 //   chordctl [--node HOST:PORT] [--quorum] get KEY   (raw value on stdout)
 //   chordctl [--node HOST:PORT] del KEY
@@ -74,6 +74,7 @@ struct Settings {
     std::chrono::milliseconds timeout{5000};
     std::string cluster_key;  // empty: frames carry no MAC
     bool quorum = false;
+    bool count_keys = true;  // stats: count each vnode's keys
 };
 
 std::string json_string(std::string_view s) {
@@ -318,8 +319,10 @@ int cmd_get(const Settings& s, const std::string& key) {
 }
 
 int cmd_stats(const Settings& s) {
-    auto info = fetch_info(s.node, s, /*keys=*/true);
+    auto info = fetch_info(s.node, s, s.count_keys);
     if (!info) return fail(info.error().message());
+    // Without the count, the key fields are left out (JSON) or said to be (text).
+    const bool counted = info->keys_counted;
     std::uint64_t owned = 0;
     std::uint64_t replica = 0;
     for (const auto& v : info->vnodes) {
@@ -333,8 +336,9 @@ int cmd_stats(const Settings& s) {
                   << ",\"frames_dropped\":" << info->frames_dropped
                   << ",\"frames_unauthenticated\":" << info->frames_unauthenticated
                   << ",\"tcp_connections_dropped\":" << info->tcp_connections_dropped
-                  << ",\"frames_replayed\":" << info->frames_replayed << ",\"keys_owned\":" << owned
-                  << ",\"replica_keys\":" << replica << ",\"repair_rounds\":" << info->repair_rounds
+                  << ",\"frames_replayed\":" << info->frames_replayed;
+        if (counted) std::cout << ",\"keys_owned\":" << owned << ",\"replica_keys\":" << replica;
+        std::cout << ",\"repair_rounds\":" << info->repair_rounds
                   << ",\"tombstones_purged\":" << info->tombstones_purged
                   << ",\"copies_dropped\":" << info->copies_dropped
                   << ",\"expired_writes\":" << info->expired_writes << ",\"vnodes\":[";
@@ -346,11 +350,13 @@ int cmd_stats(const Settings& s) {
                       << ",\"lookups_started\":" << v.lookups_started
                       << ",\"lookups_failed\":" << v.lookups_failed
                       << ",\"lookup_hops\":" << v.lookup_hops
-                      << ",\"rpc_timeouts\":" << v.rpc_timeouts
-                      << ",\"keys_owned\":" << v.keys_owned
-                      << ",\"replica_keys\":" << v.replica_keys
-                      << ",\"tombstones\":" << v.tombstones
-                      << ",\"handoff_keys_sent\":" << v.handoff_keys_sent
+                      << ",\"rpc_timeouts\":" << v.rpc_timeouts;
+            if (counted) {
+                std::cout << ",\"keys_owned\":" << v.keys_owned
+                          << ",\"replica_keys\":" << v.replica_keys
+                          << ",\"tombstones\":" << v.tombstones;
+            }
+            std::cout << ",\"handoff_keys_sent\":" << v.handoff_keys_sent
                       << ",\"handoff_keys_received\":" << v.handoff_keys_received
                       << ",\"repair_keys_sent\":" << v.repair_keys_sent
                       << ",\"repair_keys_received\":" << v.repair_keys_received
@@ -363,10 +369,12 @@ int cmd_stats(const Settings& s) {
               << "datagrams received " << info->datagrams_received << ", frames dropped "
               << info->frames_dropped << ", unauthenticated " << info->frames_unauthenticated
               << "\n"
-              << "keys owned " << owned << ", replica keys " << replica << ", repair rounds "
-              << info->repair_rounds << ", tombstones purged " << info->tombstones_purged
-              << ", copies dropped " << info->copies_dropped << ", expired writes "
-              << info->expired_writes << "\n";
+              << (counted ? "keys owned " + std::to_string(owned) + ", replica keys " +
+                                std::to_string(replica)
+                          : std::string("keys not counted (--no-key-count)"))
+              << ", repair rounds " << info->repair_rounds << ", tombstones purged "
+              << info->tombstones_purged << ", copies dropped " << info->copies_dropped
+              << ", expired writes " << info->expired_writes << "\n";
     using ull = unsigned long long;
     for (const auto& v : info->vnodes) {
         std::printf(
@@ -1041,6 +1049,7 @@ int cmd_leave(const Settings& s) {
 int main(int argc, char** argv) {
     Settings s;
     std::int64_t timeout_ms = s.timeout.count();
+    bool no_key_count = false;
     std::string key_file;
     std::vector<std::string> command;
     std::size_t window = kLoadWindowDefault;
@@ -1070,8 +1079,11 @@ int main(int argc, char** argv) {
          "milliseconds to wait for each answer (leave: at least 60000)")                  //
         ("cluster-key-file", po::value(&key_file), "the cluster's key, when it has one")  //
         ("window", po::value(&window)->default_value(window),
-         "load: puts outstanding at once (1..4096)")  //
-        ("quorum", po::bool_switch(&s.quorum), "get: read every replica, newest wins");
+         "load: puts outstanding at once (1..4096)")                                    //
+        ("quorum", po::bool_switch(&s.quorum), "get: read every replica, newest wins")  //
+        ("no-key-count", po::bool_switch(&no_key_count),
+         "stats: leave out the key counts (the node reads every key's header for them, "
+         "seconds at millions of keys)");
     po::options_description hidden;
     hidden.add_options()("command", po::value(&command));
     po::options_description all;
@@ -1097,6 +1109,7 @@ int main(int argc, char** argv) {
         s.cluster_key = std::move(key).value();
     }
     s.timeout = std::chrono::milliseconds(timeout_ms);
+    s.count_keys = !no_key_count;
     if (window < 1 || window > kLoadWindowMax) return fail("--window must be within 1..4096");
     if (command.empty()) return fail("no command; try ring, lookup KEY or stats (--help)");
     const std::string& verb = command.front();
