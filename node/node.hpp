@@ -260,6 +260,10 @@ private:
     // Per vnode: its replica holders as last seen by note_predecessors().
     std::vector<std::vector<std::string>> repair_seen_holders_;
     chord::Time holders_checked_at_{};
+    // Copy dropping after a ring change: spans still to walk, from which vnode, not before.
+    std::size_t gc_sweep_left_ = 0;
+    std::size_t gc_sweep_next_ = 0;
+    chord::Time gc_sweep_at_{};
     bool repairing_ = false;
     std::uint64_t repair_keys_pulled_ = 0;
     std::uint64_t repair_keys_pushed_ = 0;

@@ -29,6 +29,9 @@ using detail::to_sync;
 constexpr std::size_t kBucketsInFlight = 4;
 // When a settled vnode whose span walk was put off by urgent work comes round again.
 constexpr std::chrono::seconds kGcAfterUrgent{2};
+// After the last change seen near our vnodes, when the sweep of every span starts (the
+// owners fill their new holders first).
+constexpr std::chrono::seconds kGcSweepDelay{2};
 
 }  // namespace
 
@@ -111,6 +114,11 @@ void Node::note_predecessors() {
             }
         }
         if (id != repair_seen_predecessor_[i] || holders_changed) {
+            // The ring changed near us: a join or leave also moves replica sets that none of
+            // our arcs shows (a vnode landing between an owner and our predecessor), so walk
+            // every span for copies to drop once things have calmed down.
+            gc_sweep_left_ = vnodes_.size();
+            gc_sweep_at_ = t + kGcSweepDelay;
             repair_seen_predecessor_[i] = id;
             arc_synced_[i] = false;
             ++arc_epoch_[i];
@@ -143,6 +151,13 @@ void Node::repair_round() {
         found = true;
     }
     const chord::Time t = now();
+    if (!found && gc_sweep_left_ > 0 && t >= gc_sweep_at_) {
+        // A sweep after a ring change: this turn walks one vnode's span (gc_done ends it).
+        --gc_sweep_left_;
+        repairing_ = true;
+        gc_start(gc_sweep_next_++ % vnodes_.size());
+        return;
+    }
     for (std::size_t tried = 0; !found && tried < vnodes_.size(); ++tried) {
         index = repair_next_vnode_++ % vnodes_.size();
         holders = replica_addresses(*vnodes_[index], options_.replicas - 1);

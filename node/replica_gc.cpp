@@ -7,17 +7,20 @@
 //   lookup(cursor+1) ─► owner o ─► ReplicaSetRequest to o: the holders its writes go to
 //     this process among them, or fewer than R-1  ─► keep (cursor = o)
 //     otherwise ─► snapshot; digest (cursor, o] in buckets, here and at o and each holder
-//       some target's digest differs, and this span was deferred fewer than kGcDeferralsMax
-//       times in a row ─► keep for now (cursor = o); walk the span again in kGcRetry
+//       some target has fewer entries than we do in some bucket, and this span was deferred
+//       fewer than kGcDeferralsMax times in a row ─► keep for now (cursor = o); walk the
+//       span again in kGcRetry
 //       else, for each bucket, batch by batch from the snapshot:
 //         push to the targets whose digest of the bucket differs from ours
 //         once they all acknowledged (at once when none differs), erase the entries that
 //         still have the snapshot's version
 //
 // A target whose digest of a bucket equals ours holds every entry of it at our version. A
-// target that differs is nearly always a new holder that the owner's own repair (urgent
-// since its holders changed) is filling at this moment, so we wait for that instead of
-// sending the same copies a second time; only when it stays behind do we push ourselves.
+// target with fewer entries is nearly always a new holder that the owner's own repair
+// (urgent since its holders changed) is filling at this moment, so we wait for that instead
+// of sending the same copies a second time; only when it stays behind do we push ourselves.
+// (Waiting on any difference kept copies ~50 s in a join under writes: writes since we left
+// the set change the holders' digests but never ours.)
 // (Before, every dropped copy went to all R targets at once: in a join of a fourth process
 // into a 1M-key ring, 1.5-2 M entries sent and applied - read, compared, mostly skipped - for
 // 0.7 M dropped copies.) A wrong view only costs work: copies are erased after all R holders
@@ -45,8 +48,9 @@ struct Node::GcJob {
     std::unique_ptr<storage::Snapshot> snapshot;
     storage::ArcDigest ours;               // of the sub-arc, in the snapshot
     std::vector<std::vector<bool>> lacks;  // [target][bucket]: its digest differs
-    std::size_t bucket = 0;                // the bucket being dropped
-    std::optional<std::string> resume;     // within it
+    bool behind = false;                // some target has fewer entries than we do in some bucket
+    std::size_t bucket = 0;             // the bucket being dropped
+    std::optional<std::string> resume;  // within it
 };
 
 namespace {
@@ -167,6 +171,7 @@ void Node::gc_decide(const std::shared_ptr<GcJob>& job, const chord::Peer& owner
     if (!digest) return gc_done();
     job->ours = std::move(*digest);
     job->lacks.assign(job->targets.size(), std::vector<bool>(buckets, false));
+    job->behind = false;
     // Ask every target for its digest of the sub-arc; the drop starts once all have answered.
     auto pending = std::make_shared<std::size_t>(job->targets.size());
     auto failed = std::make_shared<bool>(false);
@@ -181,26 +186,30 @@ void Node::gc_decide(const std::shared_ptr<GcJob>& job, const chord::Peer& owner
             [this, alive, job, t, pending, failed](Result<net::Frame> answer) {
                 if (alive.expired() || stopped_) return;
                 std::optional<std::vector<std::size_t>> differ;
+                std::vector<std::uint64_t> counts;
                 if (answer && answer->type == net::admin_type<net::SyncDigestReply>()) {
                     if (auto theirs = net::decode_admin<net::SyncDigestReply>(answer->payload)) {
                         differ =
                             detail::differing_buckets(job->ours, theirs->hashes, theirs->counts);
+                        counts = detail::unpack_digest_counts(theirs->counts);
                     }
                 }
                 if (!differ) {
                     *failed = true;
                 } else {
-                    for (std::size_t b : *differ) job->lacks[t][b] = true;
+                    for (std::size_t b : *differ) {
+                        job->lacks[t][b] = true;
+                        if (counts[b] < job->ours.counts[b]) job->behind = true;
+                    }
                 }
                 if (--*pending > 0) return;
                 if (*failed) return gc_done();  // keep our copies; try again next round
-                const bool lacking = std::any_of(
-                    job->lacks.begin(), job->lacks.end(), [](const std::vector<bool>& by_bucket) {
-                        return std::find(by_bucket.begin(), by_bucket.end(), true) !=
-                               by_bucket.end();
-                    });
-                if (lacking && repair_memo_[job->vnode].gc_deferrals < kGcDeferralsMax) {
-                    job->deferred = true;  // the owner is probably filling it: look again soon
+                // A target with fewer entries than ours in a bucket is being filled (by the
+                // owner, nearly always): wait for that. One with as many or more differs by
+                // versions (writes since we left the set reach only the holders): we push
+                // those buckets at once, last writer wins on their side.
+                if (job->behind && repair_memo_[job->vnode].gc_deferrals < kGcDeferralsMax) {
+                    job->deferred = true;
                     job->snapshot.reset();
                     job->cursor = job->sub_to;
                     return gc_step(job);

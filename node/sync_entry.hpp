@@ -67,6 +67,20 @@ inline std::string pack_digest_counts(const storage::ArcDigest& d) {
     return out;
 }
 
+// The per-bucket counts of a packed digest (pack_digest_counts); a trailing partial count is
+// ignored.
+inline std::vector<std::uint64_t> unpack_digest_counts(const std::string& counts) {
+    std::vector<std::uint64_t> out;
+    out.reserve(counts.size() / 8);
+    for (std::size_t i = 0; i + 8 <= counts.size(); i += 8) {
+        std::uint64_t c = 0;
+        for (std::size_t j = 0; j < 8; ++j)
+            c = (c << 8) | static_cast<unsigned char>(counts[i + j]);
+        out.push_back(c);
+    }
+    return out;
+}
+
 // The buckets in which a peer's digest (`hashes`, `counts` as packed above) differs from
 // `ours`; nullopt when the peer's digest has another number of buckets.
 inline std::optional<std::vector<std::size_t>> differing_buckets(const storage::ArcDigest& ours,

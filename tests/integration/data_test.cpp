@@ -107,6 +107,14 @@ TEST(DataIntegration, ChordctlPutGetDel) {
         return run_command(argv, 10s);
     };
     EXPECT_EQ(ctl({"put", "greeting", "hello world"}).exit_code, 0);
+    // stats counts keys unless told not to (the count reads every key on the node).
+    auto counted = ctl({"--json", "stats"});
+    EXPECT_EQ(counted.exit_code, 0);
+    EXPECT_NE(counted.out.find("\"keys_owned\":"), std::string::npos) << counted.out;
+    auto uncounted = ctl({"--json", "--no-key-count", "stats"});
+    EXPECT_EQ(uncounted.exit_code, 0);
+    EXPECT_EQ(uncounted.out.find("\"keys_owned\":"), std::string::npos) << uncounted.out;
+    EXPECT_NE(uncounted.out.find("\"arc_settled\":"), std::string::npos) << uncounted.out;
     auto got = ctl({"get", "greeting"});
     EXPECT_EQ(got.exit_code, 0);
     EXPECT_EQ(got.out, "hello world");
