@@ -135,6 +135,10 @@ struct Checks {
     }
     void operator()(const net::SyncScanReply& m) const { check_entries(m.entries); }
     void operator()(const net::ReplicateBatchRequest& m) const { check_entries(m.entries); }
+    void operator()(const net::ReplicateWritesRequest& m) const { check_entries(m.entries); }
+    void operator()(const net::ReplicaSetReply& m) const {
+        for (const auto& holder : m.holders) (void)net::parse_host_port(holder);
+    }
     void operator()(const net::Redirect& m) const { (void)net::parse_host_port(m.owner_address); }
     void operator()(const net::ErrorReply& m) const {
         const Error error(Errc(m.code), m.message);

@@ -171,6 +171,11 @@ std::vector<std::pair<std::string, std::string>> sample_payloads() {
         {"sync_scan_reply", encode_payload(SyncScanReply{11, sample_entries(), std::nullopt})},
         {"replicate_batch_request", encode_payload(ReplicateBatchRequest{12, sample_entries(), 1})},
         {"replicate_batch_reply", encode_payload(ReplicateBatchReply{12, 2})},
+        {"replica_set_request", encode_payload(ReplicaSetRequest{13, a})},
+        {"replica_set_reply",
+         encode_payload(ReplicaSetReply{13, true, {"127.0.0.1:7401", "127.0.0.1:7402"}})},
+        {"replicate_writes_request", encode_payload(ReplicateWritesRequest{14, sample_entries()})},
+        {"replicate_writes_reply", encode_payload(ReplicateWritesReply{14, 2})},
     };
     if (out.size() != kMessageTypeCount) {
         std::fprintf(stderr, "fuzz_make_corpus: a sample per message type is missing\n");

@@ -38,6 +38,10 @@ inline constexpr std::uint8_t kMessageTypes[] = {
     net::admin_type<net::SyncScanReply>(),
     net::admin_type<net::ReplicateBatchRequest>(),
     net::admin_type<net::ReplicateBatchReply>(),
+    net::admin_type<net::ReplicaSetRequest>(),
+    net::admin_type<net::ReplicaSetReply>(),
+    net::admin_type<net::ReplicateWritesRequest>(),
+    net::admin_type<net::ReplicateWritesReply>(),
 };
 inline constexpr std::size_t kMessageTypeCount = sizeof(kMessageTypes) / sizeof(kMessageTypes[0]);
 
@@ -112,6 +116,14 @@ bool decode_message(std::uint8_t type, std::string_view payload, Visit&& visit) 
             return decode_checked<ReplicateBatchRequest>(payload, visit);
         case admin_type<ReplicateBatchReply>():
             return decode_checked<ReplicateBatchReply>(payload, visit);
+        case admin_type<ReplicaSetRequest>():
+            return decode_checked<ReplicaSetRequest>(payload, visit);
+        case admin_type<ReplicaSetReply>():
+            return decode_checked<ReplicaSetReply>(payload, visit);
+        case admin_type<ReplicateWritesRequest>():
+            return decode_checked<ReplicateWritesRequest>(payload, visit);
+        case admin_type<ReplicateWritesReply>():
+            return decode_checked<ReplicateWritesReply>(payload, visit);
         default:
             return false;
     }

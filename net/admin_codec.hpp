@@ -68,6 +68,8 @@ CHORDKV_DATA_TYPE(ReplicateBatchRequest, replicate_batch_request)
 CHORDKV_DATA_TYPE(ReplicateBatchReply, replicate_batch_reply)
 CHORDKV_DATA_TYPE(ReplicaSetRequest, replica_set_request)
 CHORDKV_DATA_TYPE(ReplicaSetReply, replica_set_reply)
+CHORDKV_DATA_TYPE(ReplicateWritesRequest, replicate_writes_request)
+CHORDKV_DATA_TYPE(ReplicateWritesReply, replicate_writes_reply)
 #undef CHORDKV_DATA_TYPE
 
 // A complete frame carrying `message`, tagged with `key` when it is not null.
@@ -197,6 +199,15 @@ void serialize(Archive& ar, chordkv::net::ReplicateBatchReply& m, const unsigned
 }
 
 template <class Archive>
+void serialize(Archive& ar, chordkv::net::ReplicateWritesRequest& m, const unsigned int) {
+    ar& m.request_id& m.entries;
+}
+template <class Archive>
+void serialize(Archive& ar, chordkv::net::ReplicateWritesReply& m, const unsigned int) {
+    ar& m.request_id& m.applied;
+}
+
+template <class Archive>
 void serialize(Archive& ar, chordkv::net::ReplicaSetRequest& m, const unsigned int) {
     ar& m.request_id& m.vnode;
 }
@@ -238,3 +249,5 @@ CHORDKV_WIRE_STRUCT(chordkv::net::SyncScanRequest)
 CHORDKV_WIRE_STRUCT(chordkv::net::SyncScanReply)
 CHORDKV_WIRE_STRUCT(chordkv::net::ReplicateBatchRequest)
 CHORDKV_WIRE_STRUCT(chordkv::net::ReplicateBatchReply)
+CHORDKV_WIRE_STRUCT(chordkv::net::ReplicateWritesRequest)
+CHORDKV_WIRE_STRUCT(chordkv::net::ReplicateWritesReply)

@@ -7,6 +7,8 @@
 //          ◄── Redirect ────────────────  otherwise: the owner it believes in
 //   owner ──ReplicateRequest──► replica ──ReplicateReply──► owner   (W copies acknowledge)
 //   owner ──ReadReplicaRequest──► replica ──ReadReplicaReply──► owner (fallback, quorum)
+//   owner ──ReplicateWritesRequest──► replica ──ReplicateWritesReply──► owner
+//          (the writes one owner coordinated in one io turn, for one replica, in one message)
 #pragma once
 
 #include <chrono>
@@ -37,6 +39,8 @@ enum class DataType : std::uint8_t {
     replicate_batch_reply = 54,
     replica_set_request = 55,
     replica_set_reply = 56,
+    replicate_writes_request = 57,
+    replicate_writes_reply = 58,
 };
 
 // A stored record as it travels: the owner's version stamp (hybrid logical clock), whether it
@@ -175,6 +179,22 @@ struct ReplicateBatchRequest {
 struct ReplicateBatchReply {
     std::uint64_t request_id = 0;
     std::uint64_t applied = 0;
+};
+
+// The replication of client writes, gathered: every write an owner coordinated within one
+// turn of its event loop and must copy to the same replica travels in one request (net/
+// replication_queue.hpp). The replica applies the entries last writer wins per key (like
+// ReplicateRequest), and answers ReplicateWritesReply once all are written (through the
+// WAL): then it holds every entry at its version or newer. Any failure is an ErrorReply, and
+// none of the entries counts as copied (some may have been written).
+struct ReplicateWritesRequest {
+    std::uint64_t request_id = 0;
+    std::vector<SyncEntry> entries;
+};
+
+struct ReplicateWritesReply {
+    std::uint64_t request_id = 0;
+    std::uint64_t applied = 0;  // entries written (the others were held as new or newer)
 };
 
 // Which processes hold copies of a vnode's arc besides its own, as the vnode's process

@@ -28,6 +28,8 @@ constexpr std::size_t kReadChunkBytes = 64 * 1024;
 // at least one frame): batching cuts system calls when many small requests are pipelined.
 constexpr std::size_t kWriteBatchFramesMax = 64;
 constexpr std::size_t kWriteBatchBytesMax = 256 * 1024;
+// Map and set nodes of completed calls kept per connection for reuse.
+constexpr std::size_t kSpareNodesMax = 1024;
 
 // The request id at the start of a payload (the wire contract in peer_pool.hpp).
 std::uint64_t read_request_id(const char* bytes) noexcept {
@@ -119,11 +121,27 @@ public:
         assert(frame.size() >= kFrameHeaderBytes + kRequestIdBytes &&
                read_request_id(frame.data() + kFrameHeaderBytes) == id &&
                "MakeFrame must put the request id first in the payload");
-        pending_.emplace(id, Pending{std::move(done), deadline});
-        deadlines_.emplace(deadline, id);
+        // The map and set nodes of completed calls are reused: no allocation per call.
+        if (spare_pending_.empty()) {
+            pending_.emplace(id, Pending{std::move(done), deadline});
+        } else {
+            auto node = std::move(spare_pending_.back());
+            spare_pending_.pop_back();
+            node.key() = id;
+            node.mapped() = Pending{std::move(done), deadline};
+            pending_.insert(std::move(node));
+        }
+        if (spare_deadlines_.empty()) {
+            deadlines_.emplace(deadline, id);
+        } else {
+            auto node = std::move(spare_deadlines_.back());
+            spare_deadlines_.pop_back();
+            node.value() = {deadline, id};
+            deadlines_.insert(std::move(node));
+        }
         queue_.push_back(std::move(frame));
         last_used_ = id;
-        write();
+        schedule_write();
         arm();
     }
 
@@ -156,6 +174,8 @@ private:
         ReplyHandler done;
         Clock::time_point deadline;
     };
+    using PendingMap = std::unordered_map<std::uint64_t, Pending>;
+    using DeadlineSet = std::set<std::pair<Clock::time_point, std::uint64_t>>;
 
     Error error_here(Errc code, const std::string& what) const {
         return Error(code, address_ + ": " + what);
@@ -232,13 +252,39 @@ private:
                 continue;
             }
             ReplyHandler done = std::move(it->second.done);
-            deadlines_.erase({it->second.deadline, id});
-            pending_.erase(it);
+            recycle(deadlines_.extract({it->second.deadline, id}));
+            recycle(pending_.extract(it));
             ++pool_->stats_.replies;
             // The timer is not re-armed: it may wake early, find nothing due, and re-arm.
             done(Frame{frame.type, std::string(frame.payload)});
             if (closed_) return false;
         }
+    }
+
+    // Keeps the node of a completed call for the next one (up to a bound).
+    void recycle(PendingMap::node_type node) {
+        if (node && spare_pending_.size() < kSpareNodesMax) {
+            node.mapped() = Pending{};
+            spare_pending_.push_back(std::move(node));
+        }
+    }
+    void recycle(DeadlineSet::node_type node) {
+        if (node && spare_deadlines_.size() < kSpareNodesMax) {
+            spare_deadlines_.push_back(std::move(node));
+        }
+    }
+
+    // Posts a write of the queued frames unless one is posted or in flight. Deferring the write
+    // to a posted handler gathers every call made before it runs — by the handlers of all the
+    // replies one read delivered, and by the other handlers ready in the io_context — into one
+    // write, instead of one send() for the first call and another for the rest.
+    void schedule_write() {
+        if (writing_ || flush_posted_ || state_ != State::connected) return;
+        flush_posted_ = true;
+        asio::post(socket_.get_executor(), [self = shared_from_this()] {
+            self->flush_posted_ = false;
+            if (!self->closed_) self->write();
+        });
     }
 
     // Writes queued frames, gathered into one write, while connected and not already writing.
@@ -336,12 +382,15 @@ private:
     bool armed_ = false;
     Clock::time_point armed_at_{};
 
-    std::unordered_map<std::uint64_t, Pending> pending_;
-    std::set<std::pair<Clock::time_point, std::uint64_t>> deadlines_;
+    PendingMap pending_;
+    DeadlineSet deadlines_;
+    std::vector<PendingMap::node_type> spare_pending_;
+    std::vector<DeadlineSet::node_type> spare_deadlines_;
     std::deque<std::string> queue_;
     std::vector<std::string> batch_;  // the frames of the write in progress
     std::vector<asio::const_buffer> buffers_;
     bool writing_ = false;
+    bool flush_posted_ = false;
     std::uint64_t last_used_ = 0;  // request id of the latest call: the LRU order
 };
 

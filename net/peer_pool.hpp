@@ -6,6 +6,9 @@
 //                                  resolving ─► connecting ─► connected ──► (closed)
 //                                  │ frames queue while connecting; written in order after
 //                                  │ many requests in flight, each under its own request id
+//                                  │ writes are gathered: a call's frame goes out from a
+//                                  │ handler posted to the io_context, with every frame
+//                                  │ queued on that connection before it runs (one send())
 //                                  └ reply ─► first 8 payload bytes ─► pending[id] ─► done
 //
 // Wire contract (what this pool relies on to match replies). Every request and every reply

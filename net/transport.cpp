@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/read.hpp>
 #include <boost/asio/write.hpp>
 #include <vector>
@@ -51,6 +52,8 @@ void Connection::read() {
                 return;
             }
             self->reader_.append(std::string_view(self->buffer_.data(), n));
+            // Replies to this read's frames are queued, then written at once below.
+            self->handling_read_ = true;
             for (;;) {
                 auto next = self->reader_.next();
                 if (!next) {
@@ -62,14 +65,20 @@ void Connection::read() {
                     } else {
                         ++self->transport_.stats_.frames_dropped;
                     }
+                    self->handling_read_ = false;
                     self->fail();
                     return;
                 }
                 if (!next->has_value()) break;
                 ++self->transport_.stats_.tcp_frames_received;
                 if (self->transport_.on_frame_) self->transport_.on_frame_(self, **next);
-                if (!self->open()) return;
+                if (!self->open()) {
+                    self->handling_read_ = false;
+                    return;
+                }
             }
+            self->handling_read_ = false;
+            self->write();
             self->read();
         });
 }
@@ -81,20 +90,29 @@ void Connection::send(std::string frame) {
         return;
     }
     queue_.push_back(std::move(frame));
-    if (!writing_) write();
+    schedule_write();
+}
+
+void Connection::schedule_write() {
+    if (writing_ || handling_read_ || flush_posted_) return;
+    flush_posted_ = true;
+    asio::post(socket_.get_executor(), [self = shared_from_this()] {
+        self->flush_posted_ = false;
+        if (self->open()) self->write();
+    });
 }
 
 void Connection::write() {
-    // Every frame queued while the previous write was in flight goes out in one gathered
-    // write (one send() for many pipelined replies), up to a bound per call.
+    // Every frame queued since the previous write goes out in one gathered write (one send()
+    // for many pipelined replies), up to a bound per call.
     constexpr std::size_t kFramesPerWriteMax = 64;
+    if (writing_ || queue_.empty()) return;
     writing_ = true;
     writing_frames_ = std::min(queue_.size(), kFramesPerWriteMax);
-    std::vector<asio::const_buffer> buffers;
-    buffers.reserve(writing_frames_);
-    for (std::size_t i = 0; i < writing_frames_; ++i) buffers.push_back(asio::buffer(queue_[i]));
+    buffers_.clear();
+    for (std::size_t i = 0; i < writing_frames_; ++i) buffers_.push_back(asio::buffer(queue_[i]));
     asio::async_write(
-        socket_, buffers,
+        socket_, buffers_,
         [self = shared_from_this()](const boost::system::error_code& ec, std::size_t) {
             // The queue's first frames were this write's buffers: close() leaves the queue
             // alone while a write is in flight, and it is cleared here once the write is over.
@@ -107,11 +125,8 @@ void Connection::write() {
             self->queue_.erase(
                 self->queue_.begin(),
                 self->queue_.begin() + static_cast<std::ptrdiff_t>(self->writing_frames_));
-            if (self->queue_.empty()) {
-                self->writing_ = false;
-            } else {
-                self->write();
-            }
+            self->writing_ = false;
+            self->write();
         });
 }
 

@@ -71,18 +71,28 @@ struct TransportStats {
 
 // One inbound TCP connection. Owned by the transport; handlers get a shared_ptr so a reply can
 // be sent after the handler returned (send() on a closed connection is a no-op).
+//
+// Replies are gathered, not written one by one: the replies produced while the frames of one
+// read are handled go out in one write after the last of them, and a reply sent from any other
+// handler (one that completes later, e.g. after replication) is written by a flush posted to
+// the io_context, together with every other reply queued before it runs. So pipelined requests
+// cost one send() per read, not one per request.
 class Connection : public std::enable_shared_from_this<Connection> {
 public:
     Connection(boost::asio::ip::tcp::socket socket, class Transport& transport);
     void start();
-    // Queues a complete frame (from encode_frame) for writing, in order.
+    // Queues a complete frame (from encode_frame) for writing, in order; it is written when the
+    // current read's frames are handled, or by a flush posted now (see above).
     void send(std::string frame);
     void close();
     bool open() const noexcept { return socket_.is_open(); }
 
 private:
     void read();
+    // Writes the queued frames unless a write is in flight (its handler writes the rest).
     void write();
+    // Posts a write of the queue, unless one is posted, running, or a read is being handled.
+    void schedule_write();
     void fail();
 
     boost::asio::ip::tcp::socket socket_;
@@ -90,7 +100,10 @@ private:
     FrameReader reader_;
     std::vector<char> buffer_;
     std::deque<std::string> queue_;
+    std::vector<boost::asio::const_buffer> buffers_;  // of the write in flight
     bool writing_ = false;
+    bool handling_read_ = false;  // the frames of a read are being handled: write after them
+    bool flush_posted_ = false;
     std::size_t writing_frames_ = 0;  // queue_'s first frames, being written at once
 };
 

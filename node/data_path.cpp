@@ -2,11 +2,17 @@
 // owner, replicated on the next R-1 distinct processes of its successor list, acknowledged
 // after W copies; reads from the owner with fallback to replicas, quorum reads with repair.
 //
-//   put:  owner stamps version (HLC) ─► local LWW apply ─► ReplicateRequest ×
+//   put:  owner stamps version (HLC) ─► local LWW apply ─► R-1 replicas, each through the
+//         ReplicationQueue (the writes of one io turn for one replica: one
+//         ReplicateWritesRequest, one reply; with --sync one RocksDB batch there)
 //         reply PutReply once W copies (owner included) hold it; error when they cannot
 //   get:  owner reads locally; not found ─► ReadReplica ×, newest wins, owner repaired
 //         quorum: owner + every replica, newest wins, stale copies repaired
+#include <algorithm>
 #include <chrono>
+#include <memory>
+#include <utility>
+#include <vector>
 
 #include "net/admin_codec.hpp"
 #include "node/node.hpp"
@@ -158,6 +164,12 @@ void Node::on_put(const ConnectionPtr& from, net::PutRequest request) {
                                                std::to_string(limits.value_bytes_max) + ")"));
         return;
     }
+    // The common case, a key one of our vnodes owns, is coordinated at once: no lookup and
+    // no callback to allocate.
+    if (chord::Protocol* vnode = owner_vnode(chord::NodeId::hash(request.key))) {
+        coordinate_put(from, *vnode, std::move(request));
+        return;
+    }
     const std::uint64_t id = request.request_id;
     const std::string key = request.key;
     route_request(from, id, key,
@@ -216,21 +228,22 @@ void Node::coordinate_put(const ConnectionPtr& from, chord::Protocol& vnode,
         }
     };
     maybe_reply();
-    const net::WireRecord wire = to_wire(record);
-    for (const auto& address : replicas) {
-        peers_->call(
-            address,
-            [key = request.key, wire, k = cluster_key()](std::uint64_t rid) {
-                return net::encode_admin(net::ReplicateRequest{rid, key, wire}, k);
-            },
-            [progress, maybe_reply](Result<net::Frame> answer) {
-                --progress->pending;
-                if (answer && answer->type == net::admin_type<net::ReplicateReply>()) {
-                    ++progress->copies;  // applied now or already held as new: a copy either way
-                }
-                maybe_reply();
-            },
-            options_.replica_timeout);
+    if (replicas.empty()) return;
+    // Gathered with the other writes of this io turn into one request per replica.
+    if (!replication_) {
+        net::ReplicationQueueOptions queue_options;
+        queue_options.timeout = options_.replica_timeout;
+        replication_ = std::make_unique<net::ReplicationQueue>(io_, *peers_, queue_options);
+    }
+    net::SyncEntry entry{std::move(request.key), to_wire(record)};
+    for (std::size_t i = 0; i < replicas.size(); ++i) {
+        replication_->add(replicas[i], i + 1 == replicas.size() ? std::move(entry) : entry,
+                          [progress, maybe_reply](const Status& status) {
+                              --progress->pending;
+                              // Applied now or already held as new: a copy either way.
+                              if (status) ++progress->copies;
+                              maybe_reply();
+                          });
     }
 }
 
@@ -246,11 +259,55 @@ void Node::on_replicate(const ConnectionPtr& from, const net::ReplicateRequest& 
     reply(from, net::ReplicateReply{request.request_id, *applied});
 }
 
+void Node::on_replicate_writes(const ConnectionPtr& from, net::ReplicateWritesRequest request) {
+    std::uint64_t newest = 0;
+    for (const auto& e : request.entries) newest = std::max(newest, e.record.version);
+    // As on_replicate: the owner's stamps are stored, but a far-future one does not drag our
+    // clock along.
+    (void)hlc_.observe(newest, physical_ms());
+    std::uint64_t applied = 0;
+    if (!options_.store.sync_writes) {
+        // Entry by entry, like on_replicate: without sync_writes a WAL append costs less than the
+        // memtable read apply_batch() makes for every key the record cache does not hold (it
+        // caches only keys it already had), and apply() keeps the replica's cache warm for a
+        // failover. An error stops here: the owner counts none of these copies.
+        for (const auto& e : request.entries) {
+            auto written = store_->apply(e.key, from_wire(e.record));
+            if (!written) {
+                reply_error(from, request.request_id, written.error());
+                return;
+            }
+            applied += *written ? 1 : 0;
+        }
+    } else {
+        // With sync_writes every write waits for an fsync: one batch (one WAL record) for all.
+        std::vector<storage::Entry> entries;
+        entries.reserve(request.entries.size());
+        for (auto& e : request.entries) {
+            const chord::NodeId key_id = chord::NodeId::hash(e.key);
+            entries.push_back(storage::Entry{
+                key_id, std::move(e.key),
+                storage::Record{e.record.version, e.record.tombstone, std::move(e.record.value)}});
+        }
+        auto written = store_->apply_batch(entries);
+        if (!written) {
+            reply_error(from, request.request_id, written.error());
+            return;
+        }
+        applied = *written;
+    }
+    reply(from, net::ReplicateWritesReply{request.request_id, applied});
+}
+
 // --- reads ------------------------------------------------------------------------------
 
 void Node::on_get(const ConnectionPtr& from, net::GetRequest request) {
     if (auto ok = check_key(request.key); !ok) {
         reply_error(from, request.request_id, ok.error());
+        return;
+    }
+    if (chord::Protocol* vnode = owner_vnode(chord::NodeId::hash(request.key))) {
+        coordinate_get(from, *vnode, std::move(request));  // as on_put: no lookup, no callback
         return;
     }
     const std::uint64_t id = request.request_id;
@@ -268,6 +325,16 @@ void Node::coordinate_get(const ConnectionPtr& from, chord::Protocol& vnode,
         reply_error(from, request.request_id, local.error());
         return;
     }
+    if (local && !request.quorum && arc_settled(index_of(vnode))) {
+        // The owner's copy is authoritative for a plain read; its value moves into the reply.
+        net::GetReply r;
+        r.request_id = request.request_id;
+        r.found = !local->tombstone;
+        r.version = local->version;
+        if (r.found) r.value = std::move(local->value);
+        reply(from, r);
+        return;
+    }
     auto answer = [this, from, id = request.request_id](const Newest& newest) {
         net::GetReply r;
         r.request_id = id;
@@ -278,10 +345,6 @@ void Node::coordinate_get(const ConnectionPtr& from, chord::Protocol& vnode,
     };
     Newest newest;
     if (local) newest.offer(*local);
-    if (local && !request.quorum && arc_settled(index_of(vnode))) {
-        answer(newest);  // the owner's copy is authoritative for a plain read
-        return;
-    }
     // An arc still being handed over (it changed, or this process rejoined) may lack the
     // newest copy: its plain reads ask the replicas too, as a quorum read does.
     const auto replicas = replica_addresses(vnode, options_.replicas - 1);

@@ -445,6 +445,12 @@ void Node::on_frame(const std::shared_ptr<net::Connection>& from, const net::Fra
             on_replicate(from, *request);
             return;
         }
+        case net::DataType::replicate_writes_request: {
+            auto request = net::decode_admin<net::ReplicateWritesRequest>(frame.payload);
+            if (!request) break;
+            on_replicate_writes(from, std::move(request).value());
+            return;
+        }
         case net::DataType::sync_digest_request: {
             auto request = net::decode_admin<net::SyncDigestRequest>(frame.payload);
             if (!request) break;

@@ -41,6 +41,7 @@
 #include "net/admin_codec.hpp"
 #include "net/data.hpp"
 #include "net/peer_pool.hpp"
+#include "net/replication_queue.hpp"
 #include "net/transport.hpp"
 #include "storage/key_store.hpp"
 
@@ -163,6 +164,7 @@ private:
     void on_put(const ConnectionPtr& from, net::PutRequest request);
     void on_get(const ConnectionPtr& from, net::GetRequest request);
     void on_replicate(const ConnectionPtr& from, const net::ReplicateRequest& request);
+    void on_replicate_writes(const ConnectionPtr& from, net::ReplicateWritesRequest request);
     void on_read_replica(const ConnectionPtr& from, const net::ReadReplicaRequest& request);
     void on_leave_request(const ConnectionPtr& from, const net::LeaveRequest& request);
     void on_replica_set(const ConnectionPtr& from, const net::ReplicaSetRequest& request);
@@ -241,6 +243,9 @@ private:
     std::unique_ptr<storage::KeyStore> store_;
     std::unique_ptr<net::Transport> transport_;
     std::unique_ptr<net::PeerPool> peers_;
+    // Writes to replicate, gathered per replica per io turn (created on first use; after
+    // peers_, so destroyed before it).
+    std::unique_ptr<net::ReplicationQueue> replication_;
     chord::HybridClock hlc_;
     std::mt19937_64 rng_;
     std::vector<chord::NodeId> ids_;

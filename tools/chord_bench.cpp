@@ -258,22 +258,58 @@ private:
     std::atomic<std::uint64_t> issued_{0};
 };
 
-std::string key_name(std::uint64_t index) {
-    char buf[32];
-    std::snprintf(buf, sizeof buf, "key:%012llu", static_cast<unsigned long long>(index));
-    return buf;
+// "key:" and the index in 12 digits, zero-padded (wider when it needs more), into `out`
+// (reusing its buffer).
+void key_name(std::uint64_t index, std::string& out) {
+    constexpr std::size_t kDigits = 12;
+    char digits[24];
+    std::size_t n = 0;
+    do {
+        digits[n++] = static_cast<char>('0' + index % 10);
+        index /= 10;
+    } while (index != 0);
+    while (n < kDigits) digits[n++] = '0';
+    out.assign("key:");
+    while (n > 0) out.push_back(digits[--n]);
 }
 
+// The ring ids of keys 0..N-1, computed once before a run and shared by the shards (read
+// only), so a request does not hash its key; keys beyond the table are hashed when used.
+class KeyIds {
+public:
+    // Bound of the table: 20 bytes per key.
+    static constexpr std::uint64_t kKeysMax = std::uint64_t{1} << 21;
+
+    explicit KeyIds(std::uint64_t keys) {
+        ids_.reserve(static_cast<std::size_t>(std::min(keys, kKeysMax)));
+        std::string name;
+        for (std::uint64_t i = 0; i < keys && i < kKeysMax; ++i) {
+            key_name(i, name);
+            ids_.push_back(NodeId::hash(name));
+        }
+    }
+    NodeId id(std::uint64_t index, const std::string& name) const {
+        return index < ids_.size() ? ids_[index] : NodeId::hash(name);
+    }
+
+private:
+    std::vector<NodeId> ids_;
+};
+
 // One thread's share of the clients, on its own io_context with its own ring view.
+//
+// Each client has --pipeline request slots, allocated once: a slot carries one request at a
+// time and is reused for the next, so the steady state allocates only the frames themselves.
 class Shard {
 public:
-    Shard(const Settings& s, const RingView& view, const std::string& value, std::size_t first,
-          std::size_t clients)
+    Shard(const Settings& s, const RingView& view, const std::string& value, const KeyIds& ids,
+          std::size_t first, std::size_t clients)
         : settings_(s),
-          value_(value),
+          ids_(ids),
           view_(view),
           walk_pool_(io_, pool_options(s)),
           walker_(walk_pool_, view_, s.seeds) {
+        put_.value = value;
         for (std::size_t i = 0; i < clients; ++i) {
             clients_.push_back(std::make_unique<ClientSlot>(io_, s, first + i));
         }
@@ -287,9 +323,9 @@ public:
         phase_ = &phase;
         active_ = 0;
         for (auto& c : clients_) {
-            for (std::size_t p = 0; p < settings_.pipeline; ++p) {
+            for (auto& r : c->requests) {
                 ++active_;
-                issue(*c);
+                issue(r);
             }
         }
         if (active_ > 0) io_.run();
@@ -311,14 +347,11 @@ public:
     }
 
 private:
-    struct ClientSlot {
-        ClientSlot(boost::asio::io_context& io, const Settings& s, std::size_t index)
-            : pool(io, pool_options(s)), rng(s.seed * 1'000'003 + index) {}
-        PeerPool pool;
-        std::mt19937_64 rng;
-    };
+    struct ClientSlot;
 
+    // One pipeline slot's request in flight.
     struct Request {
+        ClientSlot* client = nullptr;
         Op op = kGet;
         std::string key;
         NodeId key_id;
@@ -326,20 +359,28 @@ private:
         int redirects = 0;
         std::string target;
     };
-    using RequestPtr = std::shared_ptr<Request>;
 
-    // Starts the next request of `c` (one pipeline slot), or retires the slot when the phase is
-    // over.
-    void issue(ClientSlot& c) {
+    struct ClientSlot {
+        ClientSlot(boost::asio::io_context& io, const Settings& s, std::size_t index)
+            : pool(io, pool_options(s)), rng(s.seed * 1'000'003 + index), requests(s.pipeline) {
+            for (auto& r : requests) r.client = this;
+        }
+        PeerPool pool;
+        std::mt19937_64 rng;
+        std::vector<Request> requests;  // never resized: the pool's handlers point into it
+    };
+
+    // Starts the next request of slot `r`, or retires the slot when the phase is over.
+    void issue(Request& r) {
         const auto now = Clock::now();
         const auto n = phase_->take(now);
         if (!n) {
             --active_;
             return;
         }
-        auto r = std::make_shared<Request>();
+        ClientSlot& c = *r.client;
         const std::uint32_t total = phase_->get_weight() + phase_->put_weight();
-        r->op =
+        r.op =
             std::uniform_int_distribution<std::uint32_t>(0, total - 1)(c.rng) < phase_->get_weight()
                 ? kGet
                 : kPut;
@@ -347,85 +388,95 @@ private:
             phase_->sequential_keys()
                 ? *n
                 : std::uniform_int_distribution<std::uint64_t>(0, settings_.keys - 1)(c.rng);
-        r->key = key_name(index);
-        r->key_id = NodeId::hash(r->key);
-        r->started = now;
-        const std::string* owner = view_.owner(r->key_id);
-        send(c, r, owner ? *owner : settings_.seeds[*n % settings_.seeds.size()]);
+        key_name(index, r.key);
+        r.key_id = ids_.id(index, r.key);
+        r.started = now;
+        r.redirects = 0;
+        const std::string* owner = view_.owner(r.key_id);
+        r.target = owner ? *owner : settings_.seeds[*n % settings_.seeds.size()];
+        send(r);
     }
 
-    void send(ClientSlot& c, const RequestPtr& r, std::string target) {
-        r->target = std::move(target);
-        const std::string* key = c.pool.key();
-        const std::string& value = value_;
-        c.pool.call(
-            r->target,
-            [r, key, &value, timeout = settings_.timeout](std::uint64_t rid) {
-                if (r->op == kGet) {
-                    return chordkv::net::encode_admin(chordkv::net::GetRequest{rid, r->key, false},
-                                                      key);
-                }
-                return chordkv::net::encode_admin(
-                    chordkv::net::PutRequest{rid, r->key, value, false,
-                                             chordkv::net::deadline_after(timeout)},
-                    key);
-            },
-            [this, &c, r](Result<Frame> frame) { on_reply(c, r, std::move(frame)); });
+    // Sends `r` to r.target. The handlers capture two pointers, which std::function keeps
+    // without allocating.
+    void send(Request& r) {
+        Request* request = &r;
+        request->client->pool.call(
+            request->target, [this, request](std::uint64_t rid) { return encode(*request, rid); },
+            [this, request](Result<Frame> frame) { on_reply(*request, std::move(frame)); });
     }
 
-    void on_reply(ClientSlot& c, const RequestPtr& r, Result<Frame> frame) {
-        OpStats& stats = stats_[r->op];
+    // The request frame of `r` under request id `rid`. The messages are members, reused, so
+    // only the frame is allocated.
+    std::string encode(const Request& r, std::uint64_t rid) {
+        const std::string* key = r.client->pool.key();
+        if (r.op == kGet) {
+            get_.request_id = rid;
+            get_.key.assign(r.key);
+            return chordkv::net::encode_admin(get_, key);
+        }
+        put_.request_id = rid;
+        put_.key.assign(r.key);
+        put_.deadline_ms = chordkv::net::deadline_after(settings_.timeout);
+        return chordkv::net::encode_admin(put_, key);
+    }
+
+    void on_reply(Request& r, Result<Frame> frame) {
+        OpStats& stats = stats_[r.op];
         if (!frame) {
             if (frame.code() == Errc::unreachable || frame.code() == Errc::timed_out) {
-                view_.on_unreachable(r->target);
+                view_.on_unreachable(r.target);
                 walker_.start_if_due();
             }
-            return fail(c, r, frame.code());
+            return fail(r, frame.code());
         }
         if (frame->type == chordkv::net::admin_type<chordkv::net::Redirect>()) {
             auto redirect = chordkv::net::decode_admin<chordkv::net::Redirect>(frame->payload);
             if (!redirect || redirect->owner_address.empty()) {
-                return fail(c, r, make_error_code(Errc::malformed_message));
+                return fail(r, make_error_code(Errc::malformed_message));
             }
-            view_.on_redirect(r->target, r->key_id, redirect->owner_id, redirect->owner_address);
+            view_.on_redirect(r.target, r.key_id, redirect->owner_id, redirect->owner_address);
             walker_.start_if_due();
-            if (++r->redirects > kRedirectsMax) {
-                return fail(c, r, make_error_code(Errc::hops_exceeded));
+            if (++r.redirects > kRedirectsMax) {
+                return fail(r, make_error_code(Errc::hops_exceeded));
             }
             ++stats.redirects;
-            return send(c, r, redirect->owner_address);
+            r.target = redirect->owner_address;
+            return send(r);
         }
-        if (r->op == kGet) {
-            auto reply = decode_reply<chordkv::net::GetReply>(*frame, r->target);
-            if (!reply) return fail(c, r, reply.code());
+        if (r.op == kGet) {
+            auto reply = decode_reply<chordkv::net::GetReply>(*frame, r.target);
+            if (!reply) return fail(r, reply.code());
             ++(reply->found ? stats.hits : stats.misses);
         } else {
-            auto reply = decode_reply<chordkv::net::PutReply>(*frame, r->target);
-            if (!reply) return fail(c, r, reply.code());
+            auto reply = decode_reply<chordkv::net::PutReply>(*frame, r.target);
+            if (!reply) return fail(r, reply.code());
         }
-        stats.latency.record(Clock::now() - r->started);
-        next(c);
+        stats.latency.record(Clock::now() - r.started);
+        next(r);
     }
 
-    void fail(ClientSlot& c, const RequestPtr& r, std::error_code code) {
-        ++stats_[r->op].errors[errc_name(code)];
-        next(c);
+    void fail(Request& r, std::error_code code) {
+        ++stats_[r.op].errors[errc_name(code)];
+        next(r);
     }
 
     // A request completed: the slot starts another; when the last slot retires, the phase is
     // over on this shard.
-    void next(ClientSlot& c) {
-        issue(c);
+    void next(Request& r) {
+        issue(r);
         if (active_ == 0) io_.stop();
     }
 
     const Settings& settings_;
-    const std::string& value_;
-    boost::asio::io_context io_;
+    const KeyIds& ids_;
+    boost::asio::io_context io_{1};  // one thread runs it: no locking inside Asio's scheduler
     RingView view_;
     PeerPool walk_pool_;
     AsyncWalk walker_;
     std::vector<std::unique_ptr<ClientSlot>> clients_;
+    chordkv::net::GetRequest get_;
+    chordkv::net::PutRequest put_;
     Phase* phase_ = nullptr;
     std::size_t active_ = 0;  // pipeline slots with a request in flight
     OpStats stats_[kOps];
@@ -742,11 +793,12 @@ int main(int argc, char** argv) {
         std::mt19937_64 rng(s.seed);
         for (auto& c : value) c = static_cast<char>('a' + rng() % 26);
     }
+    const KeyIds ids(s.keys);
     std::vector<std::unique_ptr<Shard>> shards;
     for (std::size_t t = 0; t < s.threads; ++t) {
         const std::size_t first = s.clients * t / s.threads;
         const std::size_t last = s.clients * (t + 1) / s.threads;
-        shards.push_back(std::make_unique<Shard>(s, view, value, first, last - first));
+        shards.push_back(std::make_unique<Shard>(s, view, value, ids, first, last - first));
     }
 
     std::optional<PhaseResult> warmup;
