@@ -33,11 +33,7 @@ constexpr std::size_t kSpareNodesMax = 1024;
 
 // The request id at the start of a payload (the wire contract in peer_pool.hpp).
 std::uint64_t read_request_id(const char* bytes) noexcept {
-    std::uint64_t id = 0;
-    for (std::size_t i = 0; i < kRequestIdBytes; ++i) {
-        id |= std::uint64_t{static_cast<unsigned char>(bytes[i])} << (8 * i);
-    }
-    return id;
+    return request_id_of(std::string_view(bytes, kRequestIdBytes));
 }
 
 // Calls every handler with `error`. Touches nothing but the handlers, so it is safe after a

@@ -58,6 +58,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 
 #include "chord/result.hpp"
@@ -68,6 +69,18 @@ namespace chordkv::net {
 
 // Bytes at the start of every request and reply payload that hold its request id.
 inline constexpr std::size_t kRequestIdBytes = 8;
+
+// The request id at the start of `payload` (little-endian, as the archives write it), or 0
+// when the payload is shorter. A node answering a request it cannot decode echoes it, so the
+// caller's call fails at once instead of at its deadline.
+inline std::uint64_t request_id_of(std::string_view payload) noexcept {
+    if (payload.size() < kRequestIdBytes) return 0;
+    std::uint64_t id = 0;
+    for (std::size_t i = 0; i < kRequestIdBytes; ++i) {
+        id |= std::uint64_t{static_cast<unsigned char>(payload[i])} << (8 * i);
+    }
+    return id;
+}
 
 struct PeerPoolOptions {
     // Cluster key for the frame MAC (net/codec.hpp); empty = frames carry no tag. Must match

@@ -482,8 +482,11 @@ void Node::on_frame(const std::shared_ptr<net::Connection>& from, const net::Fra
             return;
         }
         default:
-            send_error(0, Error(Errc::invalid_argument,
-                                "unknown request type " + std::to_string(frame.type)));
+            // With the caller's request id, so that its call fails now rather than at its
+            // deadline (a message type newer than this build, during a rolling upgrade).
+            send_error(net::request_id_of(frame.payload),
+                       Error(Errc::invalid_argument,
+                             "unknown request type " + std::to_string(frame.type)));
             return;
     }
     // A request that does not decode: the peer speaks something else; drop it.

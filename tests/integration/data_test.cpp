@@ -97,6 +97,29 @@ TEST(DataIntegration, PutGetDeleteSurviveACrashAndARestart) {
     EXPECT_EQ(too_big.code(), Errc::too_large) << too_big.error().message();
 }
 
+TEST(DataIntegration, AnUnknownRequestTypeIsRefusedWithTheCallersRequestId) {
+    // A request type this build does not know (a newer peer's, during a rolling upgrade) gets
+    // an ErrorReply carrying the caller's request id, so the caller's call fails at once
+    // instead of waiting for its deadline; the connection stays usable.
+    Cluster cluster({});
+    ASSERT_TRUE(cluster.start(0, -1)) << cluster.log(0);
+    auto conn = net::RequestClient::connect(cluster.address(0), 2s);
+    ASSERT_TRUE(conn);
+    std::string payload(8, '\0');
+    payload[0] = 42;  // request id 42, little-endian
+    payload += "whatever a newer build puts here";
+    auto frame = (*conn)->call(net::encode_frame(99, payload, nullptr), 5s);
+    ASSERT_TRUE(frame);
+    ASSERT_EQ(frame->type, net::admin_type<net::ErrorReply>());
+    auto error = net::decode_admin<net::ErrorReply>(frame->payload);
+    ASSERT_TRUE(error);
+    EXPECT_EQ(error->request_id, 42u);
+    EXPECT_NE(error->message.find("unknown request type 99"), std::string::npos) << error->message;
+    auto info = (*conn)->call(net::encode_admin(net::InfoRequest{7, false}, nullptr), 5s);
+    ASSERT_TRUE(info);
+    EXPECT_EQ(info->type, net::admin_type<net::InfoReply>());
+}
+
 TEST(DataIntegration, ChordctlPutGetDel) {
     Cluster cluster({});
     ASSERT_TRUE(cluster.start(0, -1)) << cluster.log(0);
