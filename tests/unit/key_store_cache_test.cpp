@@ -11,6 +11,7 @@
 #include <atomic>
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <random>
 #include <string>
@@ -61,6 +62,65 @@ const Record kNew{2, false, "new"};
 
 RecordCache::Write write_of(std::string_view key, const Record& record, bool allocate) {
     return RecordCache::Write{key, true, record.version, record.tombstone, record.value, allocate};
+}
+
+// OpenIndex against a std::map under random inserts, erases and finds, with hashes that
+// collide a lot: probe runs are long, cross each other, and wrap past the end of the table,
+// which is where backward-shift deletion can go wrong.
+struct FewHomes {  // 37 distinct hashes
+    std::size_t operator()(std::string_view key) const {
+        return std::hash<std::string_view>{}(key) % 37 * 0x9e3779b97f4a7c15ull;
+    }
+};
+struct LastHome {  // every key's home is the last slot: every run wraps
+    std::size_t operator()(std::string_view) const { return ~std::size_t{0}; }
+};
+struct KeyOfPair {
+    std::string_view operator()(const std::pair<std::string, int>* p) const { return p->first; }
+};
+
+template <class Hash>
+void check_open_index_against_a_map(std::uint32_t seed, int keys, int operations) {
+    detail::OpenIndex<const std::pair<std::string, int>*, KeyOfPair, Hash> index;
+    std::map<std::string, int> oracle;
+    std::vector<std::pair<std::string, int>> storage;
+    storage.reserve(static_cast<std::size_t>(keys));
+    for (int k = 0; k < keys; ++k) storage.emplace_back("k" + std::to_string(k), k);
+    std::mt19937 rng(seed);
+    for (int op = 0; op < operations; ++op) {
+        const auto& entry = storage[rng() % storage.size()];
+        const bool present = oracle.count(entry.first) != 0;
+        switch (rng() % 3) {
+            case 0:
+                if (!present) {
+                    index.insert(entry.first, &entry);
+                    oracle[entry.first] = entry.second;
+                }
+                break;
+            case 1:
+                ASSERT_EQ(index.erase(entry.first), present) << entry.first << " op " << op;
+                oracle.erase(entry.first);
+                break;
+            default: {
+                auto* found = index.find(entry.first);
+                ASSERT_EQ(found != nullptr, present) << entry.first << " op " << op;
+                if (found != nullptr) {
+                    EXPECT_EQ((*found)->second, entry.second);
+                }
+            }
+        }
+        ASSERT_EQ(index.size(), oracle.size());
+    }
+    for (const auto& entry : storage) {
+        ASSERT_EQ(index.find(entry.first) != nullptr, oracle.count(entry.first) != 0)
+            << entry.first;
+    }
+}
+
+TEST(RecordCacheTest, OpenIndexMatchesAMapWithCollidingHashes) {
+    check_open_index_against_a_map<FewHomes>(1, 400, 40'000);
+    check_open_index_against_a_map<LastHome>(2, 60, 10'000);
+    check_open_index_against_a_map<std::hash<std::string_view>>(3, 5'000, 60'000);
 }
 
 TEST(RecordCacheTest, FilledRecordsAndAbsentKeysAreHits) {
