@@ -77,9 +77,11 @@ void check_wire_record(std::string_view key, const net::WireRecord& record) {
 
 void check_entries(const std::vector<net::SyncEntry>& entries) {
     for (const net::SyncEntry& e : entries) {
-        const storage::Entry entry = detail::to_entry(e);
-        require(entry.key_id == chord::NodeId::hash(e.key) && entry.key == e.key,
-                "to_entry changed the key");
+        const storage::Entry entry = detail::to_entry(net::SyncEntry(e));  // it moves from a copy
+        require(entry.key_id == chord::NodeId::hash(e.key) && entry.key == e.key &&
+                    entry.record.value == e.record.value &&
+                    entry.record.version == e.record.version,
+                "to_entry changed the entry");
         check_wire_record(e.key, e.record);
     }
 }
