@@ -89,13 +89,8 @@ class OpenIndex {
 public:
     // The value stored for `key`, or null. Valid until the next insert or erase.
     Value* find(std::string_view key) {
-        if (size_ == 0) return nullptr;
-        const std::uint64_t tag = tag_of(key);
-        for (std::size_t i = tag & mask_;; i = (i + 1) & mask_) {
-            Slot& slot = slots_[i];
-            if (slot.tag == 0) return nullptr;
-            if (slot.tag == tag && KeyOf{}(slot.value) == key) return &slot.value;
-        }
+        const std::size_t i = position(key);
+        return i == kNone ? nullptr : &slots_[i].value;
     }
     std::size_t count(std::string_view key) { return find(key) != nullptr ? 1 : 0; }
 
@@ -108,13 +103,8 @@ public:
 
     // Removes `key`; false when it was not there.
     bool erase(std::string_view key) {
-        if (size_ == 0) return false;
-        const std::uint64_t tag = tag_of(key);
-        std::size_t hole = tag & mask_;
-        for (;; hole = (hole + 1) & mask_) {
-            if (slots_[hole].tag == 0) return false;
-            if (slots_[hole].tag == tag && KeyOf{}(slots_[hole].value) == key) break;
-        }
+        std::size_t hole = position(key);
+        if (hole == kNone) return false;
         // Backward shift: a later slot of the same run moves into the hole unless its home
         // lies cyclically in (hole, j], so no lookup meets an empty slot before its key.
         for (std::size_t j = (hole + 1) & mask_; slots_[j].tag != 0; j = (j + 1) & mask_) {
@@ -138,6 +128,19 @@ private:
         std::uint64_t tag = 0;  // the key's hash, 0 mapped to 1; 0 = empty
         Value value{};
     };
+
+    static constexpr std::size_t kNone = ~std::size_t{0};
+
+    // The slot holding `key`, or kNone.
+    std::size_t position(std::string_view key) const {
+        if (size_ == 0) return kNone;
+        const std::uint64_t tag = tag_of(key);
+        for (std::size_t i = tag & mask_;; i = (i + 1) & mask_) {
+            const Slot& slot = slots_[i];
+            if (slot.tag == 0) return kNone;
+            if (slot.tag == tag && KeyOf{}(slot.value) == key) return i;
+        }
+    }
 
     static std::uint64_t tag_of(std::string_view key) {
         const auto hash = static_cast<std::uint64_t>(Hash{}(key));
