@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "net/address.hpp"
+#include "net/self_connect.hpp"
 
 namespace chordkv::net {
 
@@ -195,6 +196,11 @@ private:
         if (closed_) return;
         if (ec) {
             fail(error_here(Errc::unreachable, "connect: " + ec.message()));
+            return;
+        }
+        if (connected_to_itself(socket_)) {
+            fail(error_here(Errc::unreachable,
+                            "connect: nothing listens there (the socket connected to itself)"));
             return;
         }
         state_ = State::connected;

@@ -4,6 +4,7 @@
 #include <boost/asio/write.hpp>
 
 #include "net/address.hpp"
+#include "net/self_connect.hpp"
 
 namespace chordkv::net {
 
@@ -54,6 +55,10 @@ Result<std::unique_ptr<RequestClient>> RequestClient::connect(const std::string&
         return R(Errc::timed_out, "connecting to " + c->address_);
     }
     if (result) return R(Errc::unreachable, c->address_ + ": " + result.message());
+    if (connected_to_itself(c->socket_)) {
+        return R(Errc::unreachable,
+                 c->address_ + ": nothing listens there (the socket connected to itself)");
+    }
     c->socket_.set_option(tcp::no_delay(true), ec);
     if (!c->key_.empty()) {
         // A keyed stream starts with our stream-open frame (net/codec.hpp).

@@ -10,6 +10,7 @@
 
 #include <cstdio>
 #include <fstream>
+#include <random>
 #include <set>
 #include <sstream>
 #include <stdexcept>
@@ -146,25 +147,64 @@ bool wait_for(const std::function<bool()>& condition, std::chrono::milliseconds 
     }
 }
 
+namespace {
+
+// The kernel's ephemeral range (ip_local_port_range), from which it picks the local port of
+// every outgoing connection.
+std::pair<int, int> ephemeral_range() {
+    std::ifstream in("/proc/sys/net/ipv4/ip_local_port_range");
+    int low = 32768, high = 60999;
+    if (!(in >> low >> high)) return {32768, 60999};
+    return {low, high};
+}
+
+bool can_bind(int type, int port) {
+    const int fd = ::socket(AF_INET, type, 0);
+    if (fd < 0) return false;
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = htons(static_cast<uint16_t>(port));
+    const bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+    ::close(fd);
+    return ok;
+}
+
+}  // namespace
+
 int free_port() {
-    // Ask the kernel for a free UDP port, then check TCP can bind the same number. Never hand
-    // out the same port twice in one test process.
+    // A port outside the kernel's ephemeral range, so that no outgoing connection can take it
+    // while its process is down (a peer reconnecting to a dead node's port can even be handed
+    // that very port and connect to itself), and a restart can bind it again. The ports above
+    // 10000 and below the range (or above it) are searched from a point that differs between
+    // test processes; a port must bind for TCP and UDP, and none is handed out twice in one
+    // test process.
     static std::set<int> given;
-    for (int attempt = 0; attempt < 100; ++attempt) {
-        const int udp = ::socket(AF_INET, SOCK_DGRAM, 0);
-        sockaddr_in addr{};
-        addr.sin_family = AF_INET;
-        addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        addr.sin_port = 0;
-        ::bind(udp, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-        socklen_t len = sizeof addr;
-        ::getsockname(udp, reinterpret_cast<sockaddr*>(&addr), &len);
-        const int tcp = ::socket(AF_INET, SOCK_STREAM, 0);
-        const bool ok = ::bind(tcp, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
-        const int port = ntohs(addr.sin_port);
-        ::close(tcp);
-        ::close(udp);
-        if (ok && given.insert(port).second) return port;
+    const auto [eph_low, eph_high] = ephemeral_range();
+    std::vector<std::pair<int, int>> spans;
+    if (eph_low - 1 >= 10000) spans.push_back({10000, eph_low - 1});
+    if (eph_high + 1 <= 65535) spans.push_back({eph_high + 1, 65535});
+    int total = 0;
+    for (const auto& [lo, hi] : spans) total += hi - lo + 1;
+    if (total == 0) throw std::runtime_error("no port outside the ephemeral range");
+    static std::mt19937 rng(static_cast<unsigned>(::getpid()) ^
+                            static_cast<unsigned>(std::random_device{}()));
+    int index = static_cast<int>(rng() % static_cast<unsigned>(total));
+    for (int attempt = 0; attempt < 1000;
+         ++attempt, index = (index + 1 + static_cast<int>(rng() % 64)) % total) {
+        int port = index;
+        for (const auto& [lo, hi] : spans) {
+            if (port <= hi - lo) {
+                port += lo;
+                break;
+            }
+            port -= hi - lo + 1;
+        }
+        if (given.count(port) != 0) continue;
+        if (can_bind(SOCK_STREAM, port) && can_bind(SOCK_DGRAM, port)) {
+            given.insert(port);
+            return port;
+        }
     }
     throw std::runtime_error("no free port");
 }

@@ -14,6 +14,7 @@
 #include <system_error>
 #include <vector>
 
+#include "net/self_connect.hpp"
 #include "net/serialization.hpp"
 #include "net/transport.hpp"
 
@@ -290,6 +291,28 @@ TEST_F(PeerPoolTest, ConnectionRefusedIsUnreachable) {
     }
     EXPECT_EQ(pool->stats().connect_failures, 1u);
     EXPECT_EQ(pool->peers(), 0u);
+}
+
+// A socket bound to a port nothing listens on and connected to that same port is connected to
+// itself (TCP simultaneous open), which is what a peer reconnecting to a dead node can be
+// handed by the kernel. connected_to_itself() must tell it from a real connection.
+TEST_F(PeerPoolTest, ASocketConnectedToItselfIsRecognised) {
+    const asio::ip::tcp::endpoint nobody(asio::ip::make_address("127.0.0.1"), closed_port());
+    asio::ip::tcp::socket self(io_);
+    self.open(asio::ip::tcp::v4());
+    self.set_option(asio::socket_base::reuse_address(true));
+    self.bind(nobody);
+    boost::system::error_code ec;
+    self.connect(nobody, ec);
+    ASSERT_FALSE(ec) << ec.message();
+    EXPECT_TRUE(connected_to_itself(self));
+
+    asio::ip::tcp::socket real(io_);
+    real.connect({asio::ip::make_address("127.0.0.1"), server_->port()}, ec);
+    ASSERT_FALSE(ec) << ec.message();
+    EXPECT_FALSE(connected_to_itself(real));
+    asio::ip::tcp::socket unconnected(io_);
+    EXPECT_FALSE(connected_to_itself(unconnected));
 }
 
 TEST_F(PeerPoolTest, ServerClosingConnectionFailsPendingAndNextCallReconnects) {
