@@ -57,7 +57,7 @@ private:
 
     std::string address_;
     std::string key_;
-    boost::asio::io_context io_;
+    boost::asio::io_context io_{1};  // one thread runs it
     boost::asio::ip::tcp::socket socket_;
     ReplayGuard guard_;  // admits the node's stream-open frame; declared before the reader
     FrameReader reader_;

@@ -3,7 +3,7 @@
 // A Node runs V vnodes (chord::Protocol instances) over one Transport (UDP + TCP on one port)
 // and one KeyStore (RocksDB), on an io_context that the embedder owns and runs:
 //
-//     boost::asio::io_context io;
+//     boost::asio::io_context io(1);           // run by one thread (see Threading)
 //     chordkv::NodeOptions options;            // defaults: 127.0.0.1:7400, 8 vnodes
 //     options.join = {"10.0.0.1:7400"};        // empty: start a new ring
 //     auto node = chordkv::Node::open(io, options);
@@ -18,7 +18,9 @@
 // Threading: every method, and every callback, runs on the io_context. If the io_context runs
 // on several threads, call the Node only from handlers it posted (its operations are not
 // internally synchronized). Destroy the Node after the io_context has stopped running, or from
-// a handler on it after stop().
+// a handler on it after stop(). Run by one thread, construct the io_context with concurrency
+// hint 1, as chordd and NodeThread do: Asio then queues the handlers that the thread posts or
+// completes at once in a queue of the thread's own, without waking its reactor by a syscall.
 #pragma once
 
 #include <boost/asio/io_context.hpp>

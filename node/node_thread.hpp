@@ -54,7 +54,7 @@ private:
     NodeThread() = default;
     void join();
 
-    boost::asio::io_context io_;
+    boost::asio::io_context io_{1};  // one thread runs it (Node's Threading note)
     boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_{
         io_.get_executor()};
     std::unique_ptr<Node> node_;

@@ -44,6 +44,7 @@
 #include "net/admin_codec.hpp"
 #include "net/cluster_key.hpp"
 #include "net/peer_pool.hpp"
+#include "net/run_loop.hpp"
 #include "node/reply.hpp"
 #include "node/ring_view.hpp"
 #include "tools/histogram.hpp"
@@ -75,6 +76,7 @@ constexpr std::uint64_t kRequestsMax = 1'000'000'000;
 constexpr std::uint64_t kKeysMax = 100'000'000;
 constexpr std::size_t kValueBytesMax = std::size_t{1} << 20;
 constexpr std::chrono::seconds kDurationMax{600};
+constexpr std::uint32_t kBusyPollUsMax = 1'000'000;
 // Redirects followed per request before it counts as failed (the ring is changing).
 constexpr int kRedirectsMax = 4;
 
@@ -91,6 +93,7 @@ struct Settings {
     std::optional<int> replicas;  // what the caller expects of the cluster
     std::uint64_t warmup_keys = 0;
     std::size_t threads = 1;
+    std::chrono::microseconds busy_poll{0};  // see net/run_loop.hpp
     std::uint64_t seed = 1;
     bool json = false;
     std::chrono::milliseconds timeout{5000};
@@ -328,7 +331,7 @@ public:
                 issue(r);
             }
         }
-        if (active_ > 0) io_.run();
+        if (active_ > 0) chordkv::net::run_busy(io_, settings_.busy_poll);
         io_.restart();
         phase_ = nullptr;
     }
@@ -700,6 +703,7 @@ int main(int argc, char** argv) {
     std::string nodes = "127.0.0.1:7400";
     double duration_s = 0;
     std::int64_t timeout_ms = s.timeout.count();
+    std::uint32_t busy_poll_us = 0;
     std::string key_file;
     int replicas = 0;
     po::options_description flags(
@@ -730,6 +734,9 @@ int main(int argc, char** argv) {
          "against the cluster")  //
         ("threads", po::value(&s.threads)->default_value(s.threads),
          "threads, each with its own io_context and 1/T of the clients (1..8)")  //
+        ("busy-poll-us", po::value(&busy_poll_us)->default_value(busy_poll_us),
+         "microseconds each thread polls before it sleeps (0: never polls; see chordd "
+         "--busy-poll-us)")  //
         ("seed", po::value(&s.seed)->default_value(s.seed),
          "random seed of keys and operations")  //
         ("timeout", po::value(&timeout_ms)->default_value(timeout_ms),
@@ -762,6 +769,10 @@ int main(int argc, char** argv) {
     }
     if (timeout_ms <= 0) return fail("--timeout must be positive");
     s.timeout = std::chrono::milliseconds(timeout_ms);
+    if (busy_poll_us > kBusyPollUsMax) {
+        return fail("--busy-poll-us must be at most " + std::to_string(kBusyPollUsMax));
+    }
+    s.busy_poll = std::chrono::microseconds(busy_poll_us);
     if (vm.count("duration")) {
         if (!(duration_s > 0) || duration_s > static_cast<double>(kDurationMax.count())) {
             return fail("--duration must be within (0, 600] seconds");

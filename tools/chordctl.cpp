@@ -763,7 +763,7 @@ private:
     const std::size_t line_max_ = chordkv::tools::line_bytes_max({});
     chordkv::tools::LineReader& reader_;
     std::optional<std::uint64_t> input_bytes_;
-    boost::asio::io_context io_;
+    boost::asio::io_context io_{1};  // one thread runs it
     chordkv::net::PeerPool pool_;
     RetryQueue retries_;
     ProgressLine progress_;
@@ -988,7 +988,7 @@ private:
 
     const std::vector<DumpArc> arcs_;
     std::FILE* out_;
-    boost::asio::io_context io_;
+    boost::asio::io_context io_{1};  // one thread runs it
     chordkv::net::PeerPool pool_;
     RetryQueue retries_;
     ProgressLine progress_;
