@@ -9,6 +9,7 @@
 //   get:  owner reads locally; not found ─► ReadReplica ×, newest wins, owner repaired
 //         quorum: owner + every replica, newest wins, stale copies repaired
 #include <algorithm>
+#include <boost/asio/post.hpp>
 #include <chrono>
 #include <memory>
 #include <utility>
@@ -193,15 +194,67 @@ void Node::coordinate_put(const ConnectionPtr& from, chord::Protocol& vnode,
             return;
         }
     }
-    const storage::Record record{hlc_.stamp(physical_ms()), request.tombstone,
-                                 request.tombstone ? std::string() : std::move(request.value)};
+    storage::Record record{hlc_.stamp(physical_ms()), request.tombstone,
+                           request.tombstone ? std::string() : std::move(request.value)};
+    if (options_.store.sync_writes) {
+        // Every write waits for an fsync: the puts of this io turn share one (group commit).
+        const chord::NodeId key_id = chord::NodeId::hash(request.key);
+        pending_puts_.push_back(
+            PendingPut{from, index_of(vnode), request.request_id,
+                       storage::Entry{key_id, std::move(request.key), std::move(record)}});
+        if (!puts_flush_posted_) {
+            puts_flush_posted_ = true;
+            boost::asio::post(io_, [this, alive = std::weak_ptr<int>(alive_)] {
+                if (!alive.expired()) flush_puts();
+            });
+        }
+        return;
+    }
     auto applied = store_->apply(request.key, record);
     if (!applied) {
         reply_error(from, request.request_id, applied.error());
         return;
     }
-    repair_memo_[index_of(vnode)].dirty = true;
-    const auto replicas = replica_addresses(vnode, options_.replicas - 1);
+    replicate_put(from, index_of(vnode), request.request_id, std::move(request.key), record);
+}
+
+void Node::flush_puts() {
+    puts_flush_posted_ = false;
+    std::vector<PendingPut> puts = std::move(pending_puts_);
+    pending_puts_.clear();
+    // Batches within the store's batch_bytes_max; a put alone is within it (its value passed
+    // value_bytes_max), so every batch holds at least one.
+    std::size_t first = 0;
+    while (first < puts.size()) {
+        std::vector<storage::Entry> entries;
+        std::size_t bytes = 0;
+        std::size_t end = first;
+        for (; end < puts.size(); ++end) {
+            const storage::Entry& e = puts[end].entry;
+            const std::size_t size = e.key.size() + e.record.value.size();
+            if (end > first && bytes + size > options_.store.batch_bytes_max) break;
+            bytes += size;
+        }
+        entries.reserve(end - first);
+        for (std::size_t i = first; i < end; ++i) entries.push_back(std::move(puts[i].entry));
+        auto written = store_->apply_batch(entries);
+        for (std::size_t i = first; i < end; ++i) {
+            PendingPut& put = puts[i];
+            storage::Entry& entry = entries[i - first];
+            if (!written) {
+                reply_error(put.from, put.request_id, written.error());
+                continue;
+            }
+            replicate_put(put.from, put.vnode, put.request_id, std::move(entry.key), entry.record);
+        }
+        first = end;
+    }
+}
+
+void Node::replicate_put(const ConnectionPtr& from, std::size_t vnode, std::uint64_t request_id,
+                         std::string key, const storage::Record& record) {
+    repair_memo_[vnode].dirty = true;
+    const auto replicas = replica_addresses(*vnodes_[vnode], options_.replicas - 1);
     struct Progress {
         std::size_t copies = 1;  // the owner's
         std::size_t pending = 0;
@@ -211,7 +264,6 @@ void Node::coordinate_put(const ConnectionPtr& from, chord::Protocol& vnode,
     auto progress = std::make_shared<Progress>();
     progress->pending = replicas.size();
     progress->needed = std::max<std::size_t>(1, std::min(options_.write_acks, 1 + replicas.size()));
-    const std::uint64_t request_id = request.request_id;
     const std::uint64_t version = record.version;
     auto maybe_reply = [this, from, progress, request_id, version]() {
         if (progress->replied) return;
@@ -235,7 +287,7 @@ void Node::coordinate_put(const ConnectionPtr& from, chord::Protocol& vnode,
         queue_options.timeout = options_.replica_timeout;
         replication_ = std::make_unique<net::ReplicationQueue>(io_, *peers_, queue_options);
     }
-    net::SyncEntry entry{std::move(request.key), to_wire(record)};
+    net::SyncEntry entry{std::move(key), to_wire(record)};
     for (std::size_t i = 0; i < replicas.size(); ++i) {
         replication_->add(replicas[i], i + 1 == replicas.size() ? std::move(entry) : entry,
                           [progress, maybe_reply](const Status& status) {

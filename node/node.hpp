@@ -233,6 +233,12 @@ private:
     void on_sync_scan(const ConnectionPtr& from, const net::SyncScanRequest& request);
     void on_replicate_batch(const ConnectionPtr& from, net::ReplicateBatchRequest request);
     void coordinate_put(const ConnectionPtr& from, chord::Protocol& vnode, net::PutRequest request);
+    // After the owner's copy is written: replicates the put and answers the client.
+    void replicate_put(const ConnectionPtr& from, std::size_t vnode, std::uint64_t request_id,
+                       std::string key, const storage::Record& record);
+    // With sync_writes: writes the puts gathered in this io turn in one batch (one WAL record,
+    // one fsync), then replicates and answers each (group commit).
+    void flush_puts();
     void coordinate_get(const ConnectionPtr& from, chord::Protocol& vnode, net::GetRequest request);
     std::uint64_t physical_ms() const;
     // invalid_argument for an empty key, too_large beyond the store's key limit.
@@ -248,6 +254,15 @@ private:
     // Writes to replicate, gathered per replica per io turn (created on first use; after
     // peers_, so destroyed before it).
     std::unique_ptr<net::ReplicationQueue> replication_;
+    // With sync_writes: the owner's puts of this io turn, written together by flush_puts().
+    struct PendingPut {
+        ConnectionPtr from;
+        std::size_t vnode = 0;
+        std::uint64_t request_id = 0;
+        storage::Entry entry;
+    };
+    std::vector<PendingPut> pending_puts_;
+    bool puts_flush_posted_ = false;
     chord::HybridClock hlc_;
     std::mt19937_64 rng_;
     std::vector<chord::NodeId> ids_;

@@ -52,6 +52,7 @@ struct Settings {
     std::int64_t repair_full_interval_ms = 60 * 1000;
     std::size_t cache_mb = 64;       // KeyStoreOptions::cache_bytes in MiB
     std::uint32_t busy_poll_us = 0;  // net::run_busy
+    bool sync_writes = false;        // KeyStoreOptions::sync_writes
     std::string log_level = "info";
     std::string config;
 };
@@ -87,6 +88,7 @@ int run(const Settings& settings) {
         return kExitUsage;
     }
     options.store.cache_bytes = settings.cache_mb << 20;
+    options.store.sync_writes = settings.sync_writes;
     if (settings.successors == 0 || settings.successors > 64) {
         spdlog::error("--successors must be in 1..64, got {}", settings.successors);
         return kExitUsage;
@@ -226,6 +228,9 @@ int main(int argc, char** argv) {
         ("cache-mb", po::value(&s.cache_mb)->default_value(s.cache_mb),
          "MiB of recently used records cached in front of RocksDB, for gets and replica "
          "writes (0 = off)")  //
+        ("sync-writes", po::bool_switch(&s.sync_writes),
+         "fsync the write-ahead log before a write is acknowledged (puts of one io turn share "
+         "one fsync); without it a write survives a crash of the process, not of the host")  //
         ("busy-poll-us", po::value(&s.busy_poll_us)->default_value(s.busy_poll_us),
          "microseconds the io thread keeps polling after its work before it sleeps: lower "
          "latency for a core it keeps busy (0 = never polls)")  //
