@@ -1,7 +1,10 @@
 #include "node/node.hpp"
 
 #include <boost/asio/post.hpp>
+#include <condition_variable>
 #include <filesystem>
+#include <mutex>
+#include <thread>
 
 #include "net/admin_codec.hpp"
 #include "node/vnode_ids.hpp"
@@ -31,6 +34,53 @@ Node::Node(asio::io_context& io, NodeOptions options)
       repair_timer_(io),
       gc_timer_(io),
       purge_timer_(io) {}
+
+// One thread running the key counts of info_with_keys(), one at a time, in order.
+class Node::KeyCounter {
+public:
+    ~KeyCounter() {
+        {
+            const std::lock_guard<std::mutex> lock(mutex_);
+            stop_ = true;
+            jobs_.clear();
+        }
+        wake_.notify_all();
+        if (thread_.joinable()) thread_.join();
+    }
+
+    // False when kKeyCountsQueuedMax jobs are already waiting.
+    bool add(std::function<void()> job) {
+        {
+            const std::lock_guard<std::mutex> lock(mutex_);
+            if (jobs_.size() >= kKeyCountsQueuedMax) return false;
+            jobs_.push_back(std::move(job));
+        }
+        if (!thread_.joinable()) thread_ = std::thread([this] { run(); });
+        wake_.notify_one();
+        return true;
+    }
+
+private:
+    void run() {
+        for (;;) {
+            std::function<void()> job;
+            {
+                std::unique_lock<std::mutex> lock(mutex_);
+                wake_.wait(lock, [this] { return stop_ || !jobs_.empty(); });
+                if (stop_) return;
+                job = std::move(jobs_.front());
+                jobs_.pop_front();
+            }
+            job();
+        }
+    }
+
+    std::mutex mutex_;
+    std::condition_variable wake_;
+    std::deque<std::function<void()>> jobs_;
+    bool stop_ = false;
+    std::thread thread_;  // started by the first add(), on the io thread
+};
 
 Node::~Node() {
     stop();
@@ -381,6 +431,57 @@ net::InfoReply Node::info(bool keys) const {
     return out;
 }
 
+void Node::info_with_keys(std::function<void(Result<net::InfoReply>)> done) {
+    // What to count, read here on the io thread; the counting reads every key of the spans.
+    struct Span {
+        chord::NodeId from;                        // (from, to]: the replica part and the arc
+        chord::NodeId to;                          // the vnode
+        std::optional<chord::NodeId> predecessor;  // a member's: (predecessor, to] is owned
+    };
+    std::vector<Span> spans;
+    spans.reserve(vnodes_.size());
+    for (std::size_t index = 0; index < vnodes_.size(); ++index) {
+        const auto& ring = vnodes_[index]->ring_state();
+        Span span{previous_local(index).value_or(ring.self.id), ring.self.id, std::nullopt};
+        if (ring.state == chord::MemberState::member && ring.predecessor) {
+            span.predecessor = ring.predecessor->id;
+        }
+        spans.push_back(span);
+    }
+    if (!key_counter_) key_counter_ = std::make_unique<KeyCounter>();
+    std::shared_ptr<const storage::Snapshot> snapshot = store_->snapshot();
+    auto job = [store = store_.get(), snapshot, spans = std::move(spans), done, reply = info(false),
+                alive = std::weak_ptr<int>(alive_), &io = io_]() mutable {
+        auto counted = [&]() -> Result<net::InfoReply> {
+            for (std::size_t i = 0; i < spans.size() && i < reply.vnodes.size(); ++i) {
+                const Span& span = spans[i];
+                net::VnodeInfo& v = reply.vnodes[i];
+                auto all = store->count(span.from, span.to, snapshot.get());
+                if (!all) return all.error();
+                std::uint64_t owned = 0;
+                if (span.predecessor) {
+                    auto arc = store->count(*span.predecessor, span.to, snapshot.get());
+                    if (!arc) return arc.error();
+                    owned = arc->live;
+                }
+                v.tombstones = all->tombstones;
+                v.keys_owned = owned;
+                v.replica_keys = all->live >= owned ? all->live - owned : 0;
+            }
+            reply.keys_counted = true;
+            return std::move(reply);
+        }();
+        snapshot.reset();  // released on this thread, while the store surely lives
+        asio::post(io, [alive, done, counted = std::move(counted)]() mutable {
+            if (!alive.expired()) done(std::move(counted));
+        });
+    };
+    if (!key_counter_->add(std::move(job))) {
+        done(Error(Errc::busy, std::to_string(kKeyCountsQueuedMax) +
+                                   " key counts are already waiting; try again later"));
+    }
+}
+
 void Node::on_frame(const std::shared_ptr<net::Connection>& from, const net::FrameView& frame) {
     if (stopped_) return;
     const std::string* key =
@@ -393,9 +494,24 @@ void Node::on_frame(const std::shared_ptr<net::Connection>& from, const net::Fra
         case net::AdminType::info_request: {
             auto request = net::decode_admin<net::InfoRequest>(frame.payload);
             if (!request) break;
-            auto reply = info(request->keys);
-            reply.request_id = request->request_id;
-            from->send(net::encode_admin(reply, key));
+            const std::uint64_t id = request->request_id;
+            if (!request->keys) {
+                auto reply = info(false);
+                reply.request_id = id;
+                from->send(net::encode_admin(reply, key));
+                return;
+            }
+            std::weak_ptr<net::Connection> weak = from;
+            info_with_keys([weak, id, key, send_error](Result<net::InfoReply> reply) {
+                auto connection = weak.lock();
+                if (!connection) return;
+                if (!reply) {
+                    send_error(id, reply.error());
+                    return;
+                }
+                reply->request_id = id;
+                connection->send(net::encode_admin(*reply, key));
+            });
             return;
         }
         case net::AdminType::lookup_request: {

@@ -133,6 +133,11 @@ public:
     // keys each vnode owns and holds as a replica (reads every key's header: a stats call,
     // not a health check).
     net::InfoReply info(bool keys = false) const;
+    // info(true) without stalling the io thread: the keys are counted on another thread, over
+    // a snapshot, and `done` runs on the io_context (not at all when the Node is destroyed
+    // first). busy when kKeyCountsQueuedMax counts are already waiting.
+    void info_with_keys(std::function<void(Result<net::InfoReply>)> done);
+    static constexpr std::size_t kKeyCountsQueuedMax = 4;
     storage::KeyStore& store() noexcept { return *store_; }
 
 private:
@@ -320,6 +325,10 @@ private:
     // Handlers posted to the io_context hold a weak_ptr to this and do nothing once the Node
     // is gone.
     std::shared_ptr<int> alive_ = std::make_shared<int>(0);
+    // The thread that counts keys for info_with_keys(); started on first use. Declared after
+    // store_, so destroyed (and joined) before it.
+    class KeyCounter;
+    std::unique_ptr<KeyCounter> key_counter_;
 };
 
 template <typename T>

@@ -937,9 +937,14 @@ Result<ScanBatch> KeyStore::scan(const chord::NodeId& from_exclusive,
 }
 
 Result<ArcCount> KeyStore::count(const chord::NodeId& from_exclusive,
-                                 const chord::NodeId& to_inclusive) const {
+                                 const chord::NodeId& to_inclusive,
+                                 const Snapshot* snapshot) const {
     rocksdb::ReadOptions read_options;
     read_options.fill_cache = false;
+    if (snapshot != nullptr) {
+        assert(snapshot->owner_ == this);
+        read_options.snapshot = snapshot->snapshot_;
+    }
     ArcCount out;
     for (const KeyRange& range : arc_ranges(from_exclusive, to_inclusive)) {
         RangeBounds bounds;

@@ -323,10 +323,11 @@ public:
                              std::size_t buckets, const Snapshot* snapshot = nullptr) const;
 
     // Entries in the arc (from_exclusive, to_inclusive] (same convention as scan()), live
-    // values and tombstones apart. Reads the arc's keys and record headers, not a snapshot.
+    // values and tombstones apart. Reads the arc's keys and record headers, as of `snapshot`
+    // when given (then safe on any thread while the store lives).
     // corruption: a stored key or record does not decode.
-    Result<ArcCount> count(const chord::NodeId& from_exclusive,
-                           const chord::NodeId& to_inclusive) const;
+    Result<ArcCount> count(const chord::NodeId& from_exclusive, const chord::NodeId& to_inclusive,
+                           const Snapshot* snapshot = nullptr) const;
 
     // A consistent read view for read(), get(), scan() and digest(). Never null.
     std::unique_ptr<Snapshot> snapshot() const;
