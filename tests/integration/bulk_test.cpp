@@ -10,11 +10,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <boost/asio/io_context.hpp>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <functional>
 #include <map>
+#include <optional>
 #include <random>
 #include <set>
 #include <sstream>
@@ -24,6 +26,8 @@
 #include <vector>
 
 #include "cluster.hpp"
+#include "net/admin_codec.hpp"
+#include "net/peer_pool.hpp"
 #include "node/client.hpp"
 
 extern char** environ;
@@ -469,6 +473,89 @@ TEST(BulkIntegration, KillNineDuringALoadLosesNoAcknowledgedWrite) {
         if (!got || !got->found || got->value != value) ++missing;
     }
     EXPECT_EQ(missing, 0u) << "acknowledged writes lost after kill -9 and restart";
+}
+
+// chordctl stats' key counts read every key's header; the node does that on a thread of its
+// own, over a snapshot, so that it keeps serving: a get sent while counts run is answered
+// before they end. At most 4 counts wait; with 6 sent at once, at least one is refused busy.
+TEST(BulkIntegration, KeyCountsRunBesideTheDataPathAndAreBounded) {
+    Cluster cluster({});
+    ASSERT_TRUE(cluster.start(0, -1)) << cluster.log(0);
+    TempDir dir;
+    constexpr int kKeys = 150'000;  // each count then takes tens of milliseconds
+    std::string text;
+    for (int i = 0; i < kKeys; ++i) text += "count-" + std::to_string(i) + "\tv\n";
+    write_file(dir.file("load.tsv"), text);
+    auto load = run_ctl(dir, {"--node", cluster.address(0), "load", dir.file("load.tsv")});
+    ASSERT_EQ(load.exit_code, 0) << load.err;
+
+    boost::asio::io_context io(1);
+    net::PeerPool pool(io, net::PeerPoolOptions{});
+    const std::string address = cluster.address(0);
+    constexpr int kCounts = 6;
+    std::vector<std::optional<Result<net::InfoReply>>> counts(kCounts);
+    int busy = 0;
+    int counted = 0;
+    for (int c = 0; c < kCounts; ++c) {
+        pool.call(
+            address,
+            [](std::uint64_t id) {
+                return net::encode_admin(net::InfoRequest{id, true}, nullptr);
+            },
+            [&, c](Result<net::Frame> frame) {
+                if (!frame) {
+                    counts[c] = Result<net::InfoReply>(frame.error());
+                } else if (frame->type == net::admin_type<net::ErrorReply>()) {
+                    auto e = net::decode_admin<net::ErrorReply>(frame->payload);
+                    counts[c] = Result<net::InfoReply>(
+                        e ? Error(static_cast<Errc>(e->code), e->message) : e.error());
+                } else {
+                    counts[c] = net::decode_admin<net::InfoReply>(frame->payload);
+                }
+                if (counts[c]->code() == Errc::busy) {
+                    ++busy;
+                } else {
+                    ++counted;
+                }
+            },
+            60s);
+    }
+    // A refusal is sent as soon as the node has read all six requests.
+    const auto run_until = [&](const std::function<bool()>& done) {
+        const auto deadline = std::chrono::steady_clock::now() + 60s;
+        while (!done() && std::chrono::steady_clock::now() < deadline) {
+            io.run_one_until(deadline);
+        }
+        return done();
+    };
+    ASSERT_TRUE(run_until([&] { return busy > 0 || counted == kCounts; }));
+    ASSERT_GT(busy, 0) << "6 key counts at once, none refused";
+    std::optional<Result<net::Frame>> got;
+    int counted_when_got = -1;
+    pool.call(
+        address,
+        [](std::uint64_t id) {
+            return net::encode_admin(net::GetRequest{id, "count-7", false}, nullptr);
+        },
+        [&](Result<net::Frame> frame) {
+            got = std::move(frame);
+            counted_when_got = counted;
+        },
+        60s);
+    ASSERT_TRUE(run_until([&] { return got.has_value() && busy + counted == kCounts; }));
+    ASSERT_TRUE(*got) << got->error().message();
+    auto reply = net::decode_admin<net::GetReply>((*got)->payload);
+    ASSERT_TRUE(reply) << reply.error().message();
+    EXPECT_TRUE(reply->found && reply->value == "v");
+    EXPECT_LT(counted_when_got, counted) << "the get waited for every key count";
+    for (const auto& count : counts) {
+        if (count->code() == Errc::busy) continue;
+        ASSERT_TRUE(*count) << count->error().message();
+        EXPECT_TRUE((*count)->keys_counted);
+        std::uint64_t owned = 0;
+        for (const auto& v : (*count)->vnodes) owned += v.keys_owned;
+        EXPECT_EQ(owned, static_cast<std::uint64_t>(kKeys));
+    }
 }
 
 }  // namespace
