@@ -20,6 +20,16 @@ namespace {
 
 using namespace std::chrono_literals;
 
+// Starts processes 0..n-1 (0 a new ring, the others joining through it) and waits until they
+// form the ideal ring. Use with ASSERT_NO_FATAL_FAILURE.
+void start_ring(Cluster& cluster, std::size_t n) {
+    ASSERT_TRUE(cluster.start(0, -1)) << cluster.log(0);
+    for (std::size_t i = 1; i < n; ++i) ASSERT_TRUE(cluster.start(i, 0)) << cluster.log(i);
+    std::string problem;
+    ASSERT_TRUE(wait_for([&] { return (problem = cluster.ideal_ring_problem()).empty(); }, 15s))
+        << problem;
+}
+
 Client client_of(Cluster& cluster, std::size_t i) {
     ClientOptions o;
     o.seeds = {cluster.address(i)};
@@ -242,11 +252,7 @@ TEST(DataIntegration, SyncWritesAreGroupCommittedAndLoseNothing) {
     ClusterOptions options;
     options.extra_flags = {"--sync-writes"};
     Cluster cluster(options);
-    ASSERT_TRUE(cluster.start(0, -1)) << cluster.log(0);
-    for (std::size_t i = 1; i < 3; ++i) ASSERT_TRUE(cluster.start(i, 0)) << cluster.log(i);
-    std::string problem;
-    ASSERT_TRUE(wait_for([&] { return (problem = cluster.ideal_ring_problem()).empty(); }, 15s))
-        << problem;
+    ASSERT_NO_FATAL_FAILURE(start_ring(cluster, 3));
 
     constexpr int kWriters = 8;
     constexpr int kKeysEach = 60;
@@ -386,11 +392,8 @@ TEST(DataIntegration, JoinDuringWritesMovesOnlyTheNewArcsAndLosesNothing) {
     options.vnodes = 128;
     options.extra_flags = {"--repair-interval", "50"};  // a round over 128 vnodes in ~6 s
     Cluster cluster(options);
-    ASSERT_TRUE(cluster.start(0, -1)) << cluster.log(0);
-    for (std::size_t i = 1; i < 5; ++i) ASSERT_TRUE(cluster.start(i, 0)) << cluster.log(i);
+    ASSERT_NO_FATAL_FAILURE(start_ring(cluster, 5));
     std::string problem;
-    ASSERT_TRUE(wait_for([&] { return (problem = cluster.ideal_ring_problem()).empty(); }, 15s))
-        << problem;
 
     constexpr int kKeys = 20'000;
     std::vector<std::string> keys;
@@ -503,11 +506,7 @@ TEST(DataIntegration, LeftoverCopiesAreDroppedWithoutBeingSentToHoldersThatHaveT
     ClusterOptions options;
     options.extra_flags = {"--repair-interval", "50", "--repair-full-interval", "500"};
     Cluster cluster(options);
-    ASSERT_TRUE(cluster.start(0, -1)) << cluster.log(0);
-    for (std::size_t i = 1; i < 4; ++i) ASSERT_TRUE(cluster.start(i, 0)) << cluster.log(i);
-    std::string problem;
-    ASSERT_TRUE(wait_for([&] { return (problem = cluster.ideal_ring_problem()).empty(); }, 15s))
-        << problem;
+    ASSERT_NO_FATAL_FAILURE(start_ring(cluster, 4));
     std::vector<std::string> keys;
     Client client = client_of(cluster, 1);
     for (int k = 0; k < 800; ++k) {
@@ -602,11 +601,8 @@ TEST(DataIntegration, GracefulLeaveMovesOnlyTheLeaversArcsAndLosesNothing) {
     options.vnodes = 32;
     options.extra_flags = {"--repair-interval", "100"};
     Cluster cluster(options);
-    ASSERT_TRUE(cluster.start(0, -1)) << cluster.log(0);
-    for (std::size_t i = 1; i < 6; ++i) ASSERT_TRUE(cluster.start(i, 0)) << cluster.log(i);
+    ASSERT_NO_FATAL_FAILURE(start_ring(cluster, 6));
     std::string problem;
-    ASSERT_TRUE(wait_for([&] { return (problem = cluster.ideal_ring_problem()).empty(); }, 15s))
-        << problem;
 
     constexpr int kKeys = 4'000;
     std::vector<std::string> keys;
@@ -702,11 +698,7 @@ TEST(DataIntegration, TombstonesArePurgedAfterTheGracePeriodAndDeletesStayDelete
     ClusterOptions options;
     options.extra_flags = {"--tombstone-grace", "1500", "--purge-interval", "300"};
     Cluster cluster(options);
-    ASSERT_TRUE(cluster.start(0, -1)) << cluster.log(0);
-    for (std::size_t i = 1; i < 3; ++i) ASSERT_TRUE(cluster.start(i, 0)) << cluster.log(i);
-    std::string problem;
-    ASSERT_TRUE(wait_for([&] { return (problem = cluster.ideal_ring_problem()).empty(); }, 15s))
-        << problem;
+    ASSERT_NO_FATAL_FAILURE(start_ring(cluster, 3));
     Client client = client_of(cluster, 0);
     std::vector<std::string> keys;
     std::vector<std::optional<std::string>> expected;
