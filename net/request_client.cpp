@@ -1,5 +1,6 @@
 #include "net/request_client.hpp"
 
+#include <algorithm>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/write.hpp>
 
@@ -22,15 +23,21 @@ bool RequestClient::run_until(const bool& done, std::chrono::milliseconds timeou
     io_.restart();
     const auto deadline = std::chrono::steady_clock::now() + timeout;
     while (!done && std::chrono::steady_clock::now() < deadline) {
+        if (busy_poll_.count() > 0) {
+            const auto spin_end = std::min(deadline, std::chrono::steady_clock::now() + busy_poll_);
+            while (!done && !io_.stopped() && std::chrono::steady_clock::now() < spin_end) {
+                io_.poll();
+            }
+            if (done) break;
+        }
         io_.run_one_until(deadline);
     }
-    if (!done) {
-        boost::system::error_code ignored;
-        socket_.close(ignored);  // aborts the pending operation
-        io_.restart();
-        io_.run();  // let the aborted handler run so nothing refers to this call's state
-    }
-    return done;
+    if (done) return true;
+    boost::system::error_code ignored;
+    socket_.close(ignored);  // aborts the pending operation
+    io_.restart();
+    io_.run();  // let the aborted handler run (it sets `done`) so nothing refers to this call
+    return false;
 }
 
 Result<std::unique_ptr<RequestClient>> RequestClient::connect(const std::string& address,

@@ -43,6 +43,9 @@ public:
     Result<Frame> call(const std::string& frame, std::chrono::milliseconds timeout);
     const std::string* key() const { return key_.empty() ? nullptr : &key_; }
     const std::string& address() const noexcept { return address_; }
+    // While waiting for a reply, poll for up to `spin` before sleeping in the kernel (see
+    // net/run_loop.hpp): lower latency for a core kept busy. 0 (the default): never poll.
+    void set_busy_poll(std::chrono::microseconds spin) noexcept { busy_poll_ = spin; }
 
 private:
     RequestClient(std::string address, std::string key);
@@ -58,6 +61,7 @@ private:
     std::string address_;
     std::string key_;
     boost::asio::io_context io_{1};  // one thread runs it
+    std::chrono::microseconds busy_poll_{0};
     boost::asio::ip::tcp::socket socket_;
     ReplayGuard guard_;  // admits the node's stream-open frame; declared before the reader
     FrameReader reader_;

@@ -15,6 +15,7 @@ Result<net::RequestClient*> Client::connection(const std::string& address) {
     if (auto it = connections_.find(address); it != connections_.end()) return it->second.get();
     auto c = net::RequestClient::connect(address, options_.timeout, options_.cluster_key);
     if (!c) return R(c.error());
+    (*c)->set_busy_poll(options_.busy_poll);
     auto* raw = c->get();
     connections_.emplace(address, std::move(c).value());
     return raw;

@@ -52,6 +52,10 @@ struct ClientOptions {
     bool smart_routing = true;
     // Bounds of the ring view and its walks (node/ring_view.hpp).
     RingViewOptions ring_view;
+    // While waiting for a reply, poll for up to this long before sleeping in the kernel: the
+    // client's wake-up leaves the round trip (tens of microseconds on a VM) for a core kept
+    // busy meanwhile. 0 (the default): never poll.
+    std::chrono::microseconds busy_poll{0};
 };
 
 // What a Client did, for tests and tools.

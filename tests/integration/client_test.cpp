@@ -5,6 +5,9 @@
 
 #include <gtest/gtest.h>
 
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <chrono>
 #include <string>
 #include <thread>
 #include <vector>
@@ -105,6 +108,39 @@ TEST_F(ClientIntegration, StraightToTheOwnerWithoutRedirects) {
     for (int k = 0; k < kKeys; ++k) ASSERT_TRUE(seed_only.get(key_of(k)));
     EXPECT_GT(seed_only.redirects_followed(), static_cast<std::uint64_t>(kKeys / 3));
     EXPECT_EQ(seed_only.stats().ring_walks, 0u);
+}
+
+// A client that polls for its replies (ClientOptions::busy_poll) reads and writes like one
+// that sleeps, and still gives up at its timeout when a node does not answer.
+TEST_F(ClientIntegration, APollingClientServesAndTimesOutLikeASleepingOne) {
+    ClientOptions o = options();
+    o.busy_poll = std::chrono::microseconds(200);
+    Client client(o);
+    for (int k = 0; k < kKeys; ++k) ASSERT_TRUE(client.put(key_of(k), "p" + std::to_string(k)));
+    ASSERT_TRUE(client.del(key_of(0)));
+    for (int k = 0; k < kKeys; ++k) {
+        auto got = client.get(key_of(k));
+        ASSERT_TRUE(got) << got.error().message();
+        if (k == 0) {
+            EXPECT_FALSE(got->found);
+        } else {
+            EXPECT_TRUE(got->found && got->value == "p" + std::to_string(k)) << key_of(k);
+        }
+    }
+    // A node that accepts connections but never answers: the call ends at the timeout.
+    boost::asio::io_context io;
+    boost::asio::ip::tcp::acceptor silent(io, {boost::asio::ip::make_address("127.0.0.1"), 0});
+    auto c = net::RequestClient::connect(
+        "127.0.0.1:" + std::to_string(silent.local_endpoint().port()), 2s);
+    ASSERT_TRUE(c) << c.error().message();
+    (*c)->set_busy_poll(std::chrono::microseconds(200));
+    const auto start = std::chrono::steady_clock::now();
+    auto frame = (*c)->call(net::encode_admin(net::InfoRequest{1, false}, nullptr), 300ms);
+    const auto took = std::chrono::steady_clock::now() - start;
+    ASSERT_FALSE(frame);
+    EXPECT_EQ(frame.code(), Errc::timed_out) << frame.error().message();
+    EXPECT_GE(took, 250ms);  // the call rounds its deadline to milliseconds
+    EXPECT_LT(took, 5s);
 }
 
 // A write that reaches its owner after the deadline its client set (a link cut, TCP
