@@ -2,6 +2,7 @@
 // redis-benchmark.
 //
 //   chord-bench --nodes 127.0.0.1:7601,127.0.0.1:7602 [--clients 50] [--pipeline 1]
+//               [--pipeline-mode batch|window]
 //               [--requests 100000] [--duration S] [--keys 100000] [--value-bytes 100]
 //               [--ratio 1:1] [--warmup-keys [N]] [--replicas R] [--threads 1] [--json]
 //
@@ -15,6 +16,11 @@
 //       includes the extra hop). Error: counted by kind; a process that does not answer is
 //       dropped from the view, and a stale view is walked again (rate-limited), while the
 //       requests go on.
+//     └ --pipeline-mode: when "the next request" starts. batch (the default, as redis-benchmark
+//       -P): a client sends its --pipeline requests together and starts the next batch when
+//       the last reply of this one is in. window: each reply starts its request's successor
+//       at once, so --pipeline requests are in flight all the time; replies arrive a few at a
+//       time, so the client sends a few requests per send() and the nodes read as few per recv.
 //
 // Threads (--threads T): T shards, each with its own io_context, ring view and 1/T of the
 // clients, because a PeerPool belongs to one thread; their counts are merged at the end.
@@ -84,6 +90,7 @@ struct Settings {
     std::vector<std::string> seeds;
     std::size_t clients = 50;
     std::size_t pipeline = 1;
+    bool pipeline_window = false;  // --pipeline-mode window (else batch)
     std::uint64_t requests = 100'000;
     std::chrono::milliseconds duration = kDurationMax;
     std::uint64_t keys = 100'000;
@@ -325,12 +332,7 @@ public:
     void run(Phase& phase) {
         phase_ = &phase;
         active_ = 0;
-        for (auto& c : clients_) {
-            for (auto& r : c->requests) {
-                ++active_;
-                issue(r);
-            }
-        }
+        for (auto& c : clients_) start_batch(*c);
         if (active_ > 0) chordkv::net::run_busy(io_, settings_.busy_poll);
         io_.restart();
         phase_ = nullptr;
@@ -371,16 +373,29 @@ private:
         PeerPool pool;
         std::mt19937_64 rng;
         std::vector<Request> requests;  // never resized: the pool's handlers point into it
+        std::size_t in_flight = 0;      // of `requests`
     };
 
-    // Starts the next request of slot `r`, or retires the slot when the phase is over.
-    void issue(Request& r) {
+    // Starts a request in each of `c`'s slots, until the phase is over. Counted in flight
+    // before it starts: a reply handler never runs inside PeerPool::call, but keep the
+    // count right if one did.
+    void start_batch(ClientSlot& c) {
+        for (auto& r : c.requests) {
+            ++c.in_flight;
+            ++active_;
+            if (!issue(r)) {
+                --c.in_flight;
+                --active_;
+                return;
+            }
+        }
+    }
+
+    // Starts the next request of slot `r`; false when the phase is over.
+    bool issue(Request& r) {
         const auto now = Clock::now();
         const auto n = phase_->take(now);
-        if (!n) {
-            --active_;
-            return;
-        }
+        if (!n) return false;
         ClientSlot& c = *r.client;
         const std::uint32_t total = phase_->get_weight() + phase_->put_weight();
         r.op =
@@ -398,6 +413,7 @@ private:
         const std::string* owner = view_.owner(r.key_id);
         r.target = owner ? *owner : settings_.seeds[*n % settings_.seeds.size()];
         send(r);
+        return true;
     }
 
     // Sends `r` to r.target. The handlers capture two pointers, which std::function keeps
@@ -464,10 +480,16 @@ private:
         next(r);
     }
 
-    // A request completed: the slot starts another; when the last slot retires, the phase is
-    // over on this shard.
+    // A request completed: its slot starts another (window), or the client starts its next
+    // batch once this was its last in flight (batch); when the last slot retires, the phase
+    // is over on this shard.
     void next(Request& r) {
-        issue(r);
+        ClientSlot& c = *r.client;
+        if (!settings_.pipeline_window || !issue(r)) {
+            --c.in_flight;
+            --active_;
+            if (!settings_.pipeline_window && c.in_flight == 0) start_batch(c);
+        }
         if (active_ == 0) io_.stop();
     }
 
@@ -598,9 +620,10 @@ void print_text(const Settings& s, const RingInfo& ring, const std::optional<Pha
                     *ring.replicas);
     }
     std::printf(
-        "load: %zu clients, pipeline %zu, %zu thread(s), keys %llu, value %zu B, get:put %s\n",
-        s.clients, s.pipeline, s.threads, static_cast<unsigned long long>(s.keys), s.value_bytes,
-        s.ratio_text.c_str());
+        "load: %zu clients, pipeline %zu (%s), %zu thread(s), keys %llu, value %zu B, get:put "
+        "%s\n",
+        s.clients, s.pipeline, s.pipeline_window ? "window" : "batch", s.threads,
+        static_cast<unsigned long long>(s.keys), s.value_bytes, s.ratio_text.c_str());
     if (warmup) {
         const auto& w = warmup->ops[kPut];
         std::printf("warm-up: %llu puts in %.2f s (%.0f ops/s), errors %s\n",
@@ -640,6 +663,7 @@ void print_json(const Settings& s, const RingInfo& ring, const std::optional<Pha
     o.setf(std::ios::fixed);
     o.precision(3);
     o << "{\"settings\":{\"clients\":" << s.clients << ",\"pipeline\":" << s.pipeline
+      << ",\"pipeline_mode\":\"" << (s.pipeline_window ? "window" : "batch") << "\""
       << ",\"threads\":" << s.threads << ",\"requests\":" << s.requests
       << ",\"duration_s\":" << std::chrono::duration<double>(s.duration).count()
       << ",\"keys\":" << s.keys << ",\"value_bytes\":" << s.value_bytes << ",\"ratio\":\""
@@ -705,6 +729,7 @@ int main(int argc, char** argv) {
     std::int64_t timeout_ms = s.timeout.count();
     std::uint32_t busy_poll_us = 0;
     std::string key_file;
+    std::string pipeline_mode = "batch";
     int replicas = 0;
     po::options_description flags(
         "chord-bench [options]: load a chordkv cluster with gets and puts sent straight to each\n"
@@ -718,6 +743,10 @@ int main(int argc, char** argv) {
          "clients, each with its own connections (1..1000)")  //
         ("pipeline", po::value(&s.pipeline)->default_value(s.pipeline),
          "requests in flight per client (1..1024)")  //
+        ("pipeline-mode", po::value(&pipeline_mode)->default_value(pipeline_mode),
+         "batch: a client sends --pipeline requests, then waits for all their replies before "
+         "the next batch (as redis-benchmark -P); window: each reply starts the next request "
+         "at once")  //
         ("requests", po::value(&s.requests)->default_value(s.requests),
          "requests to send (with --duration alone: up to 1e9)")  //
         ("duration", po::value(&duration_s),
@@ -760,6 +789,10 @@ int main(int argc, char** argv) {
     if (s.pipeline < 1 || s.pipeline > kPipelineMax) {
         return fail("--pipeline must be within 1..1024");
     }
+    if (pipeline_mode != "batch" && pipeline_mode != "window") {
+        return fail("--pipeline-mode must be batch or window");
+    }
+    s.pipeline_window = pipeline_mode == "window";
     if (s.threads < 1 || s.threads > kThreadsMax) return fail("--threads must be within 1..8");
     if (s.threads > s.clients) s.threads = s.clients;
     if (s.keys < 1 || s.keys > kKeysMax) return fail("--keys must be within 1..100000000");

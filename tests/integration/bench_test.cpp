@@ -1,0 +1,135 @@
+// chord-bench against a ring of real chordd processes: both pipeline modes send exactly
+// --requests requests, every one answered, and bad flags are refused.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "cluster.hpp"
+
+namespace chordkv::testing {
+namespace {
+
+using namespace std::chrono_literals;
+
+constexpr std::size_t kMembers = 3;
+constexpr int kExitUsage = 2;  // chord-bench: bad usage
+
+std::string bench_path() {
+    return CHORDKV_CHORD_BENCH_PATH;
+}
+
+// The number after `"name":` inside the JSON object that starts at `from`; -1 when absent.
+// chord-bench's JSON is flat enough for this: each object's fields are numbers or strings.
+double number_after(const std::string& json, std::size_t from, const std::string& name) {
+    if (from == std::string::npos) return -1;
+    const std::size_t at = json.find("\"" + name + "\":", from);
+    if (at == std::string::npos) return -1;
+    return std::stod(json.substr(at + name.size() + 3));
+}
+
+class BenchIntegration : public ::testing::Test {
+protected:
+    void SetUp() override {
+        dir_ = (std::filesystem::temp_directory_path() /
+                ("chordkv-bench-it-" + std::to_string(::getpid()) + "-" +
+                 std::to_string(std::random_device{}())))
+                   .string();
+        std::filesystem::create_directories(dir_);
+        ClusterOptions options;
+        options.vnodes = 4;
+        cluster_ = std::make_unique<Cluster>(options);
+        ASSERT_TRUE(cluster_->start(0, -1)) << cluster_->log(0);
+        for (std::size_t i = 1; i < kMembers; ++i) {
+            ASSERT_TRUE(cluster_->start(i, static_cast<int>(i - 1))) << cluster_->log(i);
+        }
+        std::string problem;
+        ASSERT_TRUE(
+            wait_for([&] { return (problem = cluster_->ideal_ring_problem()).empty(); }, 15s))
+            << problem << "\n"
+            << cluster_->dump();
+        for (std::size_t i = 0; i < kMembers; ++i) {
+            nodes_ += (i == 0 ? "" : ",") + cluster_->address(i);
+        }
+    }
+
+    void TearDown() override {
+        cluster_.reset();
+        std::error_code ignored;
+        std::filesystem::remove_all(dir_, ignored);
+    }
+
+    struct Outcome {
+        int exit_code = -1;
+        std::string output;  // stdout and stderr
+    };
+    // chord-bench with `args` against the ring, to its end (at most 60 s).
+    Outcome bench(const std::vector<std::string>& args) {
+        std::vector<std::string> argv = {bench_path(), "--nodes", nodes_, "--timeout", "5000"};
+        argv.insert(argv.end(), args.begin(), args.end());
+        ChildProcess child(argv, dir_ + "/bench-" + std::to_string(runs_++) + ".log");
+        const auto code = child.wait(60s);
+        return Outcome{code.value_or(-1), child.log()};
+    }
+
+    std::string dir_;
+    std::string nodes_;
+    std::unique_ptr<Cluster> cluster_;
+    int runs_ = 0;
+};
+
+// 2,001 requests from 3 clients of 7 slots: the last batch is partial, so a mode that lost or
+// repeated a slot's request would miscount. Every key is written by the warm-up first, so every
+// get must find its key.
+TEST_F(BenchIntegration, BothPipelineModesSendEveryRequestOnceAndGetAnswers) {
+    constexpr std::uint64_t kRequests = 2001;
+    constexpr std::uint64_t kKeys = 300;
+    for (const std::string mode : {"batch", "window"}) {
+        SCOPED_TRACE(mode);
+        const Outcome run = bench({"--keys", std::to_string(kKeys), "--warmup-keys", "--clients",
+                                   "3", "--pipeline", "7", "--pipeline-mode", mode, "--requests",
+                                   std::to_string(kRequests), "--ratio", "1:1", "--json"});
+        ASSERT_EQ(run.exit_code, 0) << run.output;
+        const std::string& json = run.output;
+        EXPECT_NE(json.find("\"pipeline_mode\":\"" + mode + "\""), std::string::npos) << json;
+        // The warm-up's object comes first and holds a "put" of its own: read the run's last.
+        const std::size_t warmup = json.find("\"warmup\":{");
+        const std::size_t get = json.rfind("\"get\":{");
+        const std::size_t put = json.rfind("\"put\":{");
+        ASSERT_NE(warmup, std::string::npos) << json;
+        ASSERT_LT(warmup, get) << json;
+        EXPECT_EQ(number_after(json, json.find("\"put\":{", warmup), "count"),
+                  static_cast<double>(kKeys));
+        const double gets = number_after(json, get, "count");
+        const double puts = number_after(json, put, "count");
+        EXPECT_EQ(gets + puts, static_cast<double>(kRequests)) << json;
+        EXPECT_GT(gets, 0) << json;
+        EXPECT_GT(puts, 0) << json;
+        EXPECT_EQ(number_after(json, get, "hits"), gets) << json;
+        EXPECT_EQ(number_after(json, get, "error_count"), 0) << json;
+        EXPECT_EQ(number_after(json, put, "error_count"), 0) << json;
+        EXPECT_EQ(number_after(json, json.find("\"total\":{"), "count"),
+                  static_cast<double>(kRequests))
+            << json;
+    }
+}
+
+TEST_F(BenchIntegration, BadFlagsAreRefusedBeforeAnyLoad) {
+    const Outcome mode = bench({"--pipeline-mode", "sideways"});
+    EXPECT_EQ(mode.exit_code, kExitUsage) << mode.output;
+    EXPECT_NE(mode.output.find("--pipeline-mode must be batch or window"), std::string::npos)
+        << mode.output;
+    const Outcome pipeline = bench({"--pipeline", "0"});
+    EXPECT_EQ(pipeline.exit_code, kExitUsage) << pipeline.output;
+    EXPECT_NE(pipeline.output.find("--pipeline must be within 1..1024"), std::string::npos)
+        << pipeline.output;
+}
+
+}  // namespace
+}  // namespace chordkv::testing
