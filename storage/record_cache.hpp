@@ -5,12 +5,15 @@
 //
 // kRecordCacheShards shards, each a mutex, a list of entries, a hash index into it (an open-
 // addressing table, detail::OpenIndex) and a byte budget of bytes_max / kRecordCacheShards. The
-// shard is picked by std::hash of the user key, so a hit costs no SHA-1. An entry is a key's latest
-// record or "known absent", plus a `pending` flag. Each entry is charged its key and value capacity
-// plus a fixed estimate of its list node and index slots. A shard over its budget evicts with CLOCK
-// (second chance), an LRU approximation: a hit only sets the entry's `referenced` bit, touching no
-// other entry's memory (a 100k-key cache does not fit a CPU cache, so every node touched is a
-// memory access), and eviction takes the oldest entry, or moves it to the front with its bit
+// shard is picked by std::hash of the user key, so a hit costs no SHA-1. An entry is a key's
+// latest record or "known absent", plus a `pending` flag, in one allocation: a fixed header
+// (with the links of the shard's list), then the key's bytes, then the value's. A hit touches
+// that one block: the lookup's key compare reads the header and the key, usually one cache
+// line, and the value follows them. Each entry is charged its block plus a fixed estimate of
+// its index slots and the allocator's header. A shard over its budget evicts with CLOCK
+// (second chance), an LRU approximation: a hit only sets the entry's `referenced` bit, touching
+// no other entry's memory (a 100k-key cache does not fit a CPU cache, so every node touched is
+// a memory access), and eviction takes the oldest entry, or moves it to the front with its bit
 // cleared when set.
 //
 // Invariant: an entry that is not pending equals what RocksDB holds for its key now (for an
@@ -54,10 +57,10 @@
 #include <cassert>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <functional>
-#include <iterator>
-#include <list>
 #include <mutex>
+#include <new>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -177,6 +180,17 @@ public:
     explicit RecordCache(std::size_t bytes_max)
         : shard_bytes_max_(bytes_max / kRecordCacheShards),
           entry_bytes_max_(shard_bytes_max_ / kRecordCacheEntryShare) {}
+    ~RecordCache() {
+        for (Shard& shard : shards_) {
+            while (shard.newest != nullptr) {
+                CacheEntry* entry = shard.newest;
+                unlink(shard, entry);
+                destroy(entry);
+            }
+        }
+    }
+    RecordCache(const RecordCache&) = delete;
+    RecordCache& operator=(const RecordCache&) = delete;
 
     // What lookup() found.
     struct Lookup {
@@ -192,7 +206,12 @@ public:
         Lookup out;
         if (CacheEntry* entry = find_current(shard, key)) {
             out.hit = true;
-            if (entry->present) out.record = entry->record;
+            if (entry->present) {
+                out.record.emplace();
+                out.record->version = entry->version;
+                out.record->tombstone = entry->tombstone;
+                out.record->value.assign(entry->value_data(), entry->value_size);
+            }
             return out;
         }
         if (shard.writes_in_flight == 0) out.fill_token = shard.generation;
@@ -213,7 +232,7 @@ public:
         if (CacheEntry* entry = find_current(shard, key)) {
             out.hit = true;
             out.present = entry->present;
-            out.version = entry->record.version;
+            out.version = entry->version;
         }
         return out;
     }
@@ -235,7 +254,7 @@ public:
     void fill_locked(std::string_view key, const Record& record) {
         Shard& shard = shard_of(key);
         const std::lock_guard<std::mutex> lock(shard.mutex);
-        if (const EntryList::iterator* it = shard.index.find(key)) {
+        if (CacheEntry* const* it = shard.index.find(key)) {
             // Pending only inside a write of the key, and the caller's stripe excludes those.
             assert(!(*it)->pending);
             (void)it;
@@ -262,7 +281,7 @@ public:
         const std::lock_guard<std::mutex> lock(shard.mutex);
         ++shard.writes_in_flight;
         ++shard.generation;
-        if (EntryList::iterator* it = shard.index.find(key)) (*it)->pending = true;
+        if (CacheEntry** it = shard.index.find(key)) (*it)->pending = true;
     }
 
     // After the RocksDB write, still under the stripe. `written`: RocksDB took it, so a cached
@@ -273,34 +292,47 @@ public:
         const std::lock_guard<std::mutex> lock(shard.mutex);
         assert(shard.writes_in_flight > 0);
         --shard.writes_in_flight;
-        EntryList::iterator* it = shard.index.find(write.key);
+        CacheEntry** it = shard.index.find(write.key);
         if (!written) {
             if (it != nullptr) erase(shard, *it);
             return;
         }
+        const std::string_view value =
+            write.present && !write.tombstone ? write.value : std::string_view();
         if (it == nullptr) {
-            if (!write.allocate) return;
-            Record record{write.version, write.tombstone, std::string(write.value)};
-            insert(shard, write.key, write.present ? &record : nullptr);
+            if (write.allocate) {
+                insert(shard, write.key, write.present, write.version, write.tombstone, value);
+            }
             return;
         }
-        const EntryList::iterator entry = *it;
-        shard.bytes -= entry->charge;
+        CacheEntry* entry = *it;
+        // A value much smaller than the one before would leave its capacity charged.
+        const bool fits = value.size() <= entry->value_capacity &&
+                          entry->value_capacity <= 2 * value.size() + kShortValueBytes;
+        if (!fits) {
+            // A new block for the value, in the old one's place in the list and the index.
+            if (value.size() > kFieldBytesMax ||
+                charge_of(entry->key_size, value.size()) > entry_bytes_max_) {
+                erase(shard, entry);
+                return;
+            }
+            CacheEntry* grown = create(entry->key(), value.size());
+            grown->newer = entry->newer;
+            grown->older = entry->older;
+            (grown->newer != nullptr ? grown->newer->older : shard.newest) = grown;
+            (grown->older != nullptr ? grown->older->newer : shard.oldest) = grown;
+            shard.bytes -= entry->charge;
+            shard.bytes += grown->charge;
+            destroy(entry);
+            *it = grown;
+            entry = grown;
+        }
         entry->pending = false;
         entry->present = write.present;
-        entry->record.version = write.version;
-        entry->record.tombstone = write.tombstone;
-        entry->record.value.assign(write.value.data(), write.value.size());
-        // A value much smaller than the one before would leave its capacity charged.
-        if (entry->record.value.capacity() > 2 * entry->record.value.size() + kShortValueBytes) {
-            entry->record.value.shrink_to_fit();
-        }
-        entry->charge = charge(*entry);
-        shard.bytes += entry->charge;
-        if (entry->charge > entry_bytes_max_) {
-            erase(shard, entry);
-            return;
-        }
+        entry->version = write.present ? write.version : 0;
+        entry->tombstone = write.present && write.tombstone;
+        entry->value_size = static_cast<std::uint32_t>(value.size());
+        if (!value.empty()) std::memcpy(entry->value_data(), value.data(), value.size());
         entry->referenced = true;
         evict(shard);
     }
@@ -320,34 +352,50 @@ public:
     }
 
 private:
+    // One allocation: this header, then key_size bytes of key, then value_capacity bytes of
+    // which value_size hold the value. Made by create(), freed by destroy().
     struct CacheEntry {
-        std::string key;  // the index compares against it; never modified
+        CacheEntry* newer = nullptr;  // toward the front of the shard's list
+        CacheEntry* older = nullptr;  // toward the back, where eviction works
+        std::uint64_t version = 0;    // 0 when !present
+        std::size_t charge = 0;       // what the entry counts against its shard's budget
+        std::uint32_t key_size = 0;
+        std::uint32_t value_size = 0;
+        std::uint32_t value_capacity = 0;
         bool present = true;
+        bool tombstone = false;
         bool pending = false;     // a write of the key is in flight (see the top)
         bool referenced = false;  // used since eviction last passed it (CLOCK's second chance)
-        Record record;            // version 0 and no value when !present
-        std::size_t charge = 0;
-    };
-    // Front: the newest entries and those given a second chance; eviction works from the back.
-    using EntryList = std::list<CacheEntry>;
-    struct KeyOfEntry {
-        std::string_view operator()(const EntryList::iterator& entry) const { return entry->key; }
-    };
-    using Index = detail::OpenIndex<EntryList::iterator, KeyOfEntry>;
 
-    // The bookkeeping an entry costs besides its key and value bytes: the list node (two links
-    // and the CacheEntry) with the allocator's header, and up to four index slots (the index
-    // is between a quarter and half full).
+        char* key_data() noexcept { return reinterpret_cast<char*>(this + 1); }
+        const char* key_data() const noexcept { return reinterpret_cast<const char*>(this + 1); }
+        std::string_view key() const noexcept { return {key_data(), key_size}; }
+        char* value_data() noexcept { return key_data() + key_size; }
+        const char* value_data() const noexcept { return key_data() + key_size; }
+    };
+    struct KeyOfEntry {
+        std::string_view operator()(const CacheEntry* entry) const { return entry->key(); }
+    };
+    using Index = detail::OpenIndex<CacheEntry*, KeyOfEntry>;
+
+    // The bookkeeping an entry costs besides its block: the allocator's header and up to four
+    // index slots (the index is between a quarter and half full).
     static constexpr std::size_t kAllocatorOverheadBytes = 16;
     static constexpr std::size_t kEntryOverheadBytes =
-        (2 * sizeof(void*) + sizeof(CacheEntry) + kAllocatorOverheadBytes) + 4 * Index::kSlotBytes;
-    // Values up to this long are not worth shrinking.
+        kAllocatorOverheadBytes + 4 * Index::kSlotBytes;
+    // Values up to this long are not worth moving to a smaller block.
     static constexpr std::size_t kShortValueBytes = 64;
+    // Longest key or value an entry can describe (its sizes are 32-bit); far above any record
+    // entry_bytes_max_ lets in, so the bound only guards the casts.
+    static constexpr std::size_t kFieldBytesMax = 0xffffffffu;
 
     // alignas: shards are locked by different threads; keep them off each other's cache lines.
     struct alignas(64) Shard {
         mutable std::mutex mutex;
-        EntryList entries;
+        // Front: the newest entries and those given a second chance; eviction works from the
+        // back.
+        CacheEntry* newest = nullptr;
+        CacheEntry* oldest = nullptr;
         Index index;
         std::size_t bytes = 0;  // sum of the entries' charges
         // Bumped by every begin_write; fill tokens are generations, so never 0.
@@ -358,8 +406,36 @@ private:
         std::uint64_t evictions = 0;
     };
 
-    static std::size_t charge(const CacheEntry& entry) {
-        return kEntryOverheadBytes + entry.key.capacity() + entry.record.value.capacity();
+    static std::size_t charge_of(std::size_t key_bytes, std::size_t value_capacity) {
+        return kEntryOverheadBytes + sizeof(CacheEntry) + key_bytes + value_capacity;
+    }
+
+    // A new entry for `key` with room for `value_capacity` value bytes (value_size 0), not
+    // linked anywhere.
+    static CacheEntry* create(std::string_view key, std::size_t value_capacity) {
+        void* block = ::operator new(sizeof(CacheEntry) + key.size() + value_capacity);
+        auto* entry = new (block) CacheEntry();
+        entry->key_size = static_cast<std::uint32_t>(key.size());
+        entry->value_capacity = static_cast<std::uint32_t>(value_capacity);
+        entry->charge = charge_of(key.size(), value_capacity);
+        if (!key.empty()) std::memcpy(entry->key_data(), key.data(), key.size());
+        return entry;
+    }
+    static void destroy(CacheEntry* entry) noexcept {
+        entry->~CacheEntry();
+        ::operator delete(static_cast<void*>(entry));
+    }
+
+    static void push_front(Shard& shard, CacheEntry* entry) noexcept {
+        entry->newer = nullptr;
+        entry->older = shard.newest;
+        (shard.newest != nullptr ? shard.newest->newer : shard.oldest) = entry;
+        shard.newest = entry;
+    }
+    static void unlink(Shard& shard, CacheEntry* entry) noexcept {
+        (entry->newer != nullptr ? entry->newer->older : shard.newest) = entry->older;
+        (entry->older != nullptr ? entry->older->newer : shard.oldest) = entry->newer;
+        entry->newer = entry->older = nullptr;
     }
 
     Shard& shard_of(std::string_view key) {
@@ -370,39 +446,49 @@ private:
     // The key's entry if it may be served (counted as a hit and marked referenced), else null
     // (counted as a miss).
     CacheEntry* find_current(Shard& shard, std::string_view key) {
-        const EntryList::iterator* it = shard.index.find(key);
+        CacheEntry* const* it = shard.index.find(key);
         if (it == nullptr || (*it)->pending) {
             ++shard.misses;
             return nullptr;
         }
         ++shard.hits;
         (*it)->referenced = true;
-        return &**it;
+        return *it;
     }
 
     // Adds an entry for `key`, which has none: `record`, or absent when null.
     void insert(Shard& shard, std::string_view key, const Record* record) {
-        CacheEntry entry;
-        entry.key.assign(key.data(), key.size());
-        if (record != nullptr) {
-            entry.record.version = record->version;
-            entry.record.tombstone = record->tombstone;
-            if (!record->tombstone) entry.record.value = record->value;
-        } else {
-            entry.present = false;
+        if (record == nullptr) {
+            insert(shard, key, /*present=*/false, 0, false, {});
+            return;
         }
-        entry.charge = charge(entry);
-        if (entry.charge > entry_bytes_max_) return;
-        shard.entries.push_front(std::move(entry));
-        shard.index.insert(shard.entries.front().key, shard.entries.begin());
-        shard.bytes += shard.entries.front().charge;
+        const std::string_view value =
+            record->tombstone ? std::string_view() : std::string_view(record->value);
+        insert(shard, key, /*present=*/true, record->version, record->tombstone, value);
+    }
+    void insert(Shard& shard, std::string_view key, bool present, std::uint64_t version,
+                bool tombstone, std::string_view value) {
+        if (key.size() > kFieldBytesMax || value.size() > kFieldBytesMax ||
+            charge_of(key.size(), value.size()) > entry_bytes_max_) {
+            return;
+        }
+        CacheEntry* entry = create(key, value.size());
+        entry->present = present;
+        entry->version = present ? version : 0;
+        entry->tombstone = present && tombstone;
+        entry->value_size = static_cast<std::uint32_t>(value.size());
+        if (!value.empty()) std::memcpy(entry->value_data(), value.data(), value.size());
+        push_front(shard, entry);
+        shard.index.insert(entry->key(), entry);
+        shard.bytes += entry->charge;
         evict(shard);
     }
 
-    void erase(Shard& shard, EntryList::iterator entry) {
+    void erase(Shard& shard, CacheEntry* entry) {
         shard.bytes -= entry->charge;
-        shard.index.erase(std::string_view(entry->key));
-        shard.entries.erase(entry);
+        shard.index.erase(entry->key());
+        unlink(shard, entry);
+        destroy(entry);
     }
 
     // Drops entries from the back until the shard is within its budget, giving referenced
@@ -410,11 +496,12 @@ private:
     // joins at the front unreferenced, so a key read once (say, a sweep over cold keys) goes
     // before one that was read again.
     void evict(Shard& shard) {
-        while (shard.bytes > shard_bytes_max_ && !shard.entries.empty()) {
-            const auto oldest = std::prev(shard.entries.end());
+        while (shard.bytes > shard_bytes_max_ && shard.oldest != nullptr) {
+            CacheEntry* oldest = shard.oldest;
             if (oldest->referenced) {
                 oldest->referenced = false;
-                shard.entries.splice(shard.entries.begin(), shard.entries, oldest);
+                unlink(shard, oldest);
+                push_front(shard, oldest);
                 continue;
             }
             erase(shard, oldest);

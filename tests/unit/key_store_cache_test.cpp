@@ -265,6 +265,49 @@ TEST(RecordCacheTest, RecordsOverTheEntryLimitAreNotCached) {
     EXPECT_EQ(cache.stats().bytes, 0u);
 }
 
+// An entry is one block sized for its value: an update that outgrows the block, or would leave
+// most of it unused, moves the entry to a new block in the same place of the list and the
+// index; one that fits overwrites the value in place. Every step must read back what was
+// written, and the bytes charged must follow the block's size.
+TEST(RecordCacheTest, UpdatesThatGrowOrShrinkAValueReadBackAndAreCharged) {
+    RecordCache cache(kSmallCacheBytes);
+    const Record small{1, false, std::string(10, 's')};
+    for (const char* key : {"a", "b", "c"}) cache.fill(key, cache.lookup(key).fill_token, &small);
+    const std::size_t start = cache.stats().bytes;
+    auto write = [&](const Record& record) {
+        cache.begin_write("b");
+        cache.end_write(write_of("b", record, /*allocate=*/false), /*written=*/true);
+        EXPECT_EQ(cache.lookup("b").record, record) << record.value.size() << " bytes";
+    };
+    const Record grown{2, false, std::string(200, 'g')};
+    write(grown);  // outgrows its block
+    EXPECT_EQ(cache.stats().bytes, start + 190);
+    const Record shrunk{3, false, std::string(8, 'h')};
+    write(shrunk);  // 200 bytes of room for 8: a smaller block
+    EXPECT_EQ(cache.stats().bytes, start - 2);
+    const Record medium{4, false, std::string(150, 'm')};
+    write(medium);
+    const Record fits{5, false, std::string(100, 'f')};
+    write(fits);  // 150 bytes of room for 100: in place, charged as before
+    EXPECT_EQ(cache.stats().bytes, start + 140);
+    const Record tombstone{6, true, ""};
+    write(tombstone);  // room for 150, none needed: a smaller block
+    EXPECT_EQ(cache.stats().bytes, start - 10);
+    EXPECT_EQ(cache.lookup("a").record, small);
+    EXPECT_EQ(cache.lookup("c").record, small);
+    EXPECT_EQ(cache.stats().entries, 3u);
+
+    // The list is intact: filling past the bound evicts through all of it, b included.
+    for (int i = 0; i < 2000; ++i) {
+        const std::string key = "cold-" + std::to_string(i);
+        cache.fill(key, cache.lookup(key).fill_token, &medium);
+        ASSERT_LE(cache.stats().bytes, kSmallCacheBytes);
+    }
+    EXPECT_FALSE(cache.version("b").hit);
+    EXPECT_FALSE(cache.version("a").hit);
+    EXPECT_EQ(cache.lookup("cold-1999").record, medium);
+}
+
 // --- KeyStore with the cache ---------------------------------------------------------------
 
 class KeyStoreCacheTest : public ::testing::Test {
