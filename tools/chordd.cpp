@@ -31,6 +31,10 @@ constexpr int kExitJoin = 5;     // no seed answered before the join timeout
 // Largest --cache-mb accepted (1 TiB): catches a negative number, which the flag parser wraps
 // to a huge unsigned one.
 constexpr std::size_t kCacheMbMax = std::size_t{1} << 20;
+// --write-buffer-mb bounds: RocksDB needs some room, and a memtable is held in memory (two
+// while one is flushed) and replayed from the WAL after a crash.
+constexpr std::size_t kWriteBufferMbMin = 1;
+constexpr std::size_t kWriteBufferMbMax = 4096;
 // Largest --busy-poll-us accepted (1 s; a negative number wraps above it).
 constexpr std::uint32_t kBusyPollUsMax = 1'000'000;
 
@@ -50,9 +54,10 @@ struct Settings {
     std::int64_t handoff_timeout_ms = 120 * 1000;
     std::int64_t repair_interval_ms = 500;
     std::int64_t repair_full_interval_ms = 60 * 1000;
-    std::size_t cache_mb = 64;       // KeyStoreOptions::cache_bytes in MiB
-    std::uint32_t busy_poll_us = 0;  // net::run_busy
-    bool sync_writes = false;        // KeyStoreOptions::sync_writes
+    std::size_t cache_mb = 64;         // KeyStoreOptions::cache_bytes in MiB
+    std::size_t write_buffer_mb = 32;  // KeyStoreOptions::write_buffer_bytes in MiB
+    std::uint32_t busy_poll_us = 0;    // net::run_busy
+    bool sync_writes = false;          // KeyStoreOptions::sync_writes
     std::string log_level = "info";
     std::string config;
 };
@@ -88,6 +93,13 @@ int run(const Settings& settings) {
         return kExitUsage;
     }
     options.store.cache_bytes = settings.cache_mb << 20;
+    if (settings.write_buffer_mb < kWriteBufferMbMin ||
+        settings.write_buffer_mb > kWriteBufferMbMax) {
+        spdlog::error("--write-buffer-mb must be in {}..{}, got {}", kWriteBufferMbMin,
+                      kWriteBufferMbMax, settings.write_buffer_mb);
+        return kExitUsage;
+    }
+    options.store.write_buffer_bytes = settings.write_buffer_mb << 20;
     options.store.sync_writes = settings.sync_writes;
     if (settings.successors == 0 || settings.successors > 64) {
         spdlog::error("--successors must be in 1..64, got {}", settings.successors);
@@ -228,6 +240,9 @@ int main(int argc, char** argv) {
         ("cache-mb", po::value(&s.cache_mb)->default_value(s.cache_mb),
          "MiB of recently used records cached in front of RocksDB, for gets and replica "
          "writes (0 = off)")  //
+        ("write-buffer-mb", po::value(&s.write_buffer_mb)->default_value(s.write_buffer_mb),
+         "MiB of writes RocksDB keeps in its memtable before it flushes them to a table file "
+         "(1..4096); also bounds the write-ahead log replayed after a crash")  //
         ("sync-writes", po::bool_switch(&s.sync_writes),
          "fsync the write-ahead log before a write is acknowledged (puts of one io turn share "
          "one fsync); without it a write survives a crash of the process, not of the host")  //
