@@ -166,8 +166,8 @@ void Node::on_put(const ConnectionPtr& from, net::PutRequest request) {
         return;
     }
     // The common case, a key one of our vnodes owns, is coordinated at once: no lookup and
-    // no callback to allocate.
-    if (chord::Protocol* vnode = owner_vnode(chord::NodeId::hash(request.key))) {
+    // no callback to allocate. A key the record cache holds costs no SHA-1 (key_id()).
+    if (chord::Protocol* vnode = owner_vnode(store_->key_id(request.key))) {
         coordinate_put(from, *vnode, std::move(request));
         return;
     }
@@ -198,7 +198,7 @@ void Node::coordinate_put(const ConnectionPtr& from, chord::Protocol& vnode,
                            request.tombstone ? std::string() : std::move(request.value)};
     if (options_.store.sync_writes) {
         // Every write waits for an fsync: the puts of this io turn share one (group commit).
-        const chord::NodeId key_id = chord::NodeId::hash(request.key);
+        const chord::NodeId key_id = store_->key_id(request.key);
         pending_puts_.push_back(
             PendingPut{from, index_of(vnode), request.request_id,
                        storage::Entry{key_id, std::move(request.key), std::move(record)}});
@@ -358,7 +358,7 @@ void Node::on_get(const ConnectionPtr& from, net::GetRequest request) {
         reply_error(from, request.request_id, ok.error());
         return;
     }
-    if (chord::Protocol* vnode = owner_vnode(chord::NodeId::hash(request.key))) {
+    if (chord::Protocol* vnode = owner_vnode(store_->key_id(request.key))) {
         coordinate_get(from, *vnode, std::move(request));  // as on_put: no lookup, no callback
         return;
     }

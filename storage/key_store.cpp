@@ -449,6 +449,13 @@ Result<Record> KeyStore::read(std::string_view key, const Snapshot* snapshot) co
     return decode_record(bytes.ToStringView(), key);
 }
 
+chord::NodeId KeyStore::key_id(std::string_view key) const {
+    if (cache_) {
+        if (const std::optional<chord::NodeId> cached = cache_->key_id(key)) return *cached;
+    }
+    return chord::NodeId::hash(key);
+}
+
 Result<Record> KeyStore::read_cached(std::string_view key) const {
     RecordCache::Lookup cached = cache_->lookup(key);
     if (cached.hit) {
@@ -457,16 +464,17 @@ Result<Record> KeyStore::read_cached(std::string_view key) const {
     }
     // What the Get finds, "absent" included, is cached unless a write raced it (the fill
     // protocol in storage/record_cache.hpp).
+    const chord::NodeId key_id = chord::NodeId::hash(key);
     rocksdb::PinnableSlice bytes;
     rocksdb::Status status =
-        db_->Get(rocksdb::ReadOptions(), data_cf_, encode_data_key(key), &bytes);
+        db_->Get(rocksdb::ReadOptions(), data_cf_, encode_data_key(key_id, key), &bytes);
     if (status.IsNotFound()) {
-        cache_->fill(key, cached.fill_token, nullptr);
+        cache_->fill(key, key_id, cached.fill_token, nullptr);
         return Error(Errc::not_found, "key " + describe_key(key));
     }
     if (!status.ok()) return from_rocksdb(status, "reading key " + describe_key(key));
     auto record = decode_record(bytes.ToStringView(), key);
-    if (record) cache_->fill(key, cached.fill_token, &*record);
+    if (record) cache_->fill(key, key_id, cached.fill_token, &*record);
     return record;
 }
 
@@ -489,7 +497,7 @@ Status KeyStore::put(std::string_view key, std::string_view value, std::uint64_t
     std::lock_guard<std::mutex> lock(stripes_[stripe_index(key_id)]);
     CacheWriteScope cache_write(cache_.get());
     cache_write.add({key, /*present=*/true, version, /*tombstone=*/false, value,
-                     /*allocate=*/true});
+                     /*allocate=*/true, key_id});
     rocksdb::Status status = db_->Put(write_options, data_cf_, encode_data_key(key_id, key),
                                       encode_record(version, /*tombstone=*/false, value));
     if (!status.ok()) return from_rocksdb(status, "writing key " + describe_key(key));
@@ -504,7 +512,8 @@ Status KeyStore::del(std::string_view key, std::uint64_t version) {
     const chord::NodeId key_id = chord::NodeId::hash(key);
     std::lock_guard<std::mutex> lock(stripes_[stripe_index(key_id)]);
     CacheWriteScope cache_write(cache_.get());
-    cache_write.add({key, /*present=*/true, version, /*tombstone=*/true, {}, /*allocate=*/true});
+    cache_write.add(
+        {key, /*present=*/true, version, /*tombstone=*/true, {}, /*allocate=*/true, key_id});
     rocksdb::Status status = db_->Put(write_options, data_cf_, encode_data_key(key_id, key),
                                       encode_record(version, /*tombstone=*/true, {}));
     if (!status.ok()) return from_rocksdb(status, "deleting key " + describe_key(key));
@@ -555,9 +564,13 @@ Status KeyStore::write(const WriteBatch& batch) {
         }
         for (const auto& [key, op] : last) {
             const bool tombstone = op->kind == WriteBatch::Kind::del;
-            cache_writes.add({key, /*present=*/true, op->version, tombstone,
+            cache_writes.add({key,
+                              /*present=*/true,
+                              op->version,
+                              tombstone,
                               tombstone ? std::string_view() : std::string_view(op->value),
-                              /*allocate=*/false});
+                              /*allocate=*/false,
+                              {}});
         }
     }
     status = db_->Write(write_options, &rocks_batch);
@@ -599,7 +612,7 @@ Result<bool> KeyStore::apply(std::string_view key, const Record& record) {
             return checked.error();
         }
     }
-    const chord::NodeId key_id = chord::NodeId::hash(key);
+    const chord::NodeId key_id = this->key_id(key);
     const std::string storage_key = encode_data_key(key_id, key);
     std::lock_guard<std::mutex> lock(stripes_[stripe_index(key_id)]);
     if (cache_) {
@@ -612,7 +625,7 @@ Result<bool> KeyStore::apply(std::string_view key, const Record& record) {
             auto stored = stored_record(storage_key, key, /*with_value=*/true);
             if (!stored) return stored.error();
             if (*stored && record.version <= (*stored)->version) {
-                cache_->fill_locked(key, **stored);
+                cache_->fill_locked(key, key_id, **stored);
                 return false;
             }
         }
@@ -625,7 +638,7 @@ Result<bool> KeyStore::apply(std::string_view key, const Record& record) {
     const std::string_view value = record.tombstone ? std::string_view() : record.value;
     CacheWriteScope cache_write(cache_.get());
     cache_write.add({key, /*present=*/true, record.version, record.tombstone, value,
-                     /*allocate=*/true});
+                     /*allocate=*/true, key_id});
     rocksdb::Status status = db_->Put(write_options, data_cf_, storage_key,
                                       encode_record(record.version, record.tombstone, value));
     if (!status.ok()) return from_rocksdb(status, "applying key " + describe_key(key));
@@ -729,7 +742,7 @@ Result<std::size_t> KeyStore::apply_batch(const std::vector<Entry>& entries) {
                             encode_record(entry.record.version, entry.record.tombstone, value));
         if (!status.ok()) return from_rocksdb(status, "building apply batch");
         cache_writes.add({entry.key, /*present=*/true, entry.record.version, entry.record.tombstone,
-                          value, /*allocate=*/false});
+                          value, /*allocate=*/false, entry.key_id});
         ++written;
     }
     if (written == 0) return written;
@@ -774,7 +787,7 @@ Result<std::size_t> KeyStore::erase_unchanged(const std::vector<Entry>& entries)
         if (stored->version != entry.record.version) continue;
         rocksdb::Status status = rocks_batch.Delete(data_cf_, storage_keys[i]);
         if (!status.ok()) return from_rocksdb(status, "building erase batch");
-        cache_writes.add({entry.key, /*present=*/false, 0, false, {}, /*allocate=*/false});
+        cache_writes.add({entry.key, /*present=*/false, 0, false, {}, /*allocate=*/false, {}});
         ++erased;
     }
     if (erased == 0) return std::size_t{0};
@@ -833,7 +846,7 @@ Result<std::size_t> KeyStore::purge_tombstones(std::uint64_t version_before, std
         status = rocks_batch.Delete(data_cf_, candidate.storage_key);
         if (!status.ok()) return from_rocksdb(status, "building purge batch");
         cache_writes.add(
-            {candidate.data_key.key, /*present=*/false, 0, false, {}, /*allocate=*/false});
+            {candidate.data_key.key, /*present=*/false, 0, false, {}, /*allocate=*/false, {}});
         ++purged;
     }
     if (purged == 0) return purged;

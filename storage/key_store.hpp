@@ -231,6 +231,11 @@ public:
     // Closes the database. Outstanding Snapshots must already be destroyed.
     ~KeyStore();
 
+    // The key's ring id, chord::NodeId::hash(key): from the record cache when it has an entry
+    // for the key (a hash lookup), else computed (SHA-1, about 160 ns for a short key). For
+    // callers that route a request by its key before they read or write it.
+    chord::NodeId key_id(std::string_view key) const;
+
     // The record stored for `key`, tombstones included. not_found only when the key has
     // never been written (or its tombstone was purged); invalid_argument for an empty key.
     Result<Record> read(std::string_view key, const Snapshot* snapshot = nullptr) const;

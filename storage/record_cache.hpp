@@ -7,7 +7,9 @@
 // addressing table, detail::OpenIndex) and a byte budget of bytes_max / kRecordCacheShards. The
 // shard is picked by std::hash of the user key, so a hit costs no SHA-1. An entry is a key's
 // latest record or "known absent", plus a `pending` flag, in one allocation: a fixed header
-// (with the links of the shard's list), then the key's bytes, then the value's. A hit touches
+// (with the links of the shard's list and the key's ring id), then the key's bytes, then the
+// value's. key_id() answers a key's id from its entry, so a request for a cached key needs no
+// SHA-1 to find its owner. A hit touches
 // that one block: the lookup's key compare reads the header and the key, usually one cache
 // line, and the value follows them. Each entry is charged its block plus a fixed estimate of
 // its index slots and the allocator's header. A shard over its budget evicts with CLOCK
@@ -67,6 +69,7 @@
 #include <utility>
 #include <vector>
 
+#include "chord/node_id.hpp"
 #include "storage/key_store.hpp"
 #include "storage/record.hpp"
 
@@ -237,21 +240,35 @@ public:
         return out;
     }
 
+    // The ring id of `key` (chord::NodeId::hash(key)) when the key has an entry, pending or
+    // "known absent" included (a key's id never changes); else nullopt. Marks the entry
+    // referenced; not counted as a hit or miss, which count record reads.
+    std::optional<chord::NodeId> key_id(std::string_view key) {
+        Shard& shard = shard_of(key);
+        const std::lock_guard<std::mutex> lock(shard.mutex);
+        CacheEntry* const* it = shard.index.find(key);
+        if (it == nullptr) return std::nullopt;
+        (*it)->referenced = true;
+        return (*it)->key_id;
+    }
+
     // Caches what a RocksDB read begun after lookup() returned: `record`, or "known absent"
     // when null. Dropped when `token` is 0 or a write in the key's shard began since lookup()
     // (see the top), when the key was cached meanwhile, or when the record is too large.
-    void fill(std::string_view key, std::uint64_t token, const Record* record) {
+    // `key_id` must be chord::NodeId::hash(key), as with every call here that takes one.
+    void fill(std::string_view key, const chord::NodeId& key_id, std::uint64_t token,
+              const Record* record) {
         if (token == 0) return;
         Shard& shard = shard_of(key);
         const std::lock_guard<std::mutex> lock(shard.mutex);
         if (shard.generation != token) return;
         // An entry filled since lookup() holds the same record (the invariant): keep it.
         if (shard.index.count(key) != 0) return;
-        insert(shard, key, record);
+        insert(shard, key, key_id, record);
     }
 
     // fill() for a caller holding the key's stripe, which no write of the key can race.
-    void fill_locked(std::string_view key, const Record& record) {
+    void fill_locked(std::string_view key, const chord::NodeId& key_id, const Record& record) {
         Shard& shard = shard_of(key);
         const std::lock_guard<std::mutex> lock(shard.mutex);
         if (CacheEntry* const* it = shard.index.find(key)) {
@@ -260,7 +277,7 @@ public:
             (void)it;
             return;
         }
-        insert(shard, key, &record);
+        insert(shard, key, key_id, &record);
     }
 
     // One key of a data write, for end_write(). The views must stay valid until then.
@@ -271,6 +288,7 @@ public:
         bool tombstone = false;
         std::string_view value;  // empty for a tombstone
         bool allocate = false;   // cache the record when the key is not cached yet
+        chord::NodeId key_id;    // hash(key); needed only when `allocate`
     };
 
     // Before the RocksDB write of `key`, under its stripe: the key stops being served until
@@ -301,7 +319,9 @@ public:
             write.present && !write.tombstone ? write.value : std::string_view();
         if (it == nullptr) {
             if (write.allocate) {
-                insert(shard, write.key, write.present, write.version, write.tombstone, value);
+                assert(write.key_id == chord::NodeId::hash(write.key));
+                insert(shard, write.key, write.key_id, write.present, write.version,
+                       write.tombstone, value);
             }
             return;
         }
@@ -316,7 +336,7 @@ public:
                 erase(shard, entry);
                 return;
             }
-            CacheEntry* grown = create(entry->key(), value.size());
+            CacheEntry* grown = create(entry->key(), entry->key_id, value.size());
             grown->newer = entry->newer;
             grown->older = entry->older;
             (grown->newer != nullptr ? grown->newer->older : shard.newest) = grown;
@@ -366,6 +386,7 @@ private:
         bool tombstone = false;
         bool pending = false;     // a write of the key is in flight (see the top)
         bool referenced = false;  // used since eviction last passed it (CLOCK's second chance)
+        chord::NodeId key_id;     // hash of the key
 
         char* key_data() noexcept { return reinterpret_cast<char*>(this + 1); }
         const char* key_data() const noexcept { return reinterpret_cast<const char*>(this + 1); }
@@ -412,9 +433,11 @@ private:
 
     // A new entry for `key` with room for `value_capacity` value bytes (value_size 0), not
     // linked anywhere.
-    static CacheEntry* create(std::string_view key, std::size_t value_capacity) {
+    static CacheEntry* create(std::string_view key, const chord::NodeId& key_id,
+                              std::size_t value_capacity) {
         void* block = ::operator new(sizeof(CacheEntry) + key.size() + value_capacity);
         auto* entry = new (block) CacheEntry();
+        entry->key_id = key_id;
         entry->key_size = static_cast<std::uint32_t>(key.size());
         entry->value_capacity = static_cast<std::uint32_t>(value_capacity);
         entry->charge = charge_of(key.size(), value_capacity);
@@ -457,22 +480,24 @@ private:
     }
 
     // Adds an entry for `key`, which has none: `record`, or absent when null.
-    void insert(Shard& shard, std::string_view key, const Record* record) {
+    void insert(Shard& shard, std::string_view key, const chord::NodeId& key_id,
+                const Record* record) {
         if (record == nullptr) {
-            insert(shard, key, /*present=*/false, 0, false, {});
+            insert(shard, key, key_id, /*present=*/false, 0, false, {});
             return;
         }
         const std::string_view value =
             record->tombstone ? std::string_view() : std::string_view(record->value);
-        insert(shard, key, /*present=*/true, record->version, record->tombstone, value);
+        insert(shard, key, key_id, /*present=*/true, record->version, record->tombstone, value);
     }
-    void insert(Shard& shard, std::string_view key, bool present, std::uint64_t version,
-                bool tombstone, std::string_view value) {
+    void insert(Shard& shard, std::string_view key, const chord::NodeId& key_id, bool present,
+                std::uint64_t version, bool tombstone, std::string_view value) {
         if (key.size() > kFieldBytesMax || value.size() > kFieldBytesMax ||
             charge_of(key.size(), value.size()) > entry_bytes_max_) {
             return;
         }
-        CacheEntry* entry = create(key, value.size());
+        assert(key_id == chord::NodeId::hash(key));
+        CacheEntry* entry = create(key, key_id, value.size());
         entry->present = present;
         entry->version = present ? version : 0;
         entry->tombstone = present && tombstone;

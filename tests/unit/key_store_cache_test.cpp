@@ -60,8 +60,13 @@ std::string describe(const Result<Record>& result) {
 const Record kOld{1, false, "old"};
 const Record kNew{2, false, "new"};
 
+chord::NodeId id_of(std::string_view key) {
+    return chord::NodeId::hash(key);
+}
+
 RecordCache::Write write_of(std::string_view key, const Record& record, bool allocate) {
-    return RecordCache::Write{key, true, record.version, record.tombstone, record.value, allocate};
+    return RecordCache::Write{key,          true,     record.version, record.tombstone,
+                              record.value, allocate, id_of(key)};
 }
 
 // OpenIndex against a std::map under random inserts, erases and finds, with hashes that
@@ -128,13 +133,13 @@ TEST(RecordCacheTest, FilledRecordsAndAbsentKeysAreHits) {
     auto miss = cache.lookup("key");
     EXPECT_FALSE(miss.hit);
     EXPECT_NE(miss.fill_token, 0u);
-    cache.fill("key", miss.fill_token, &kOld);
+    cache.fill("key", id_of("key"), miss.fill_token, &kOld);
     auto hit = cache.lookup("key");
     EXPECT_TRUE(hit.hit);
     EXPECT_EQ(hit.record, kOld);
     EXPECT_EQ(cache.version("key").version, kOld.version);
 
-    cache.fill("absent", cache.lookup("absent").fill_token, nullptr);
+    cache.fill("absent", id_of("absent"), cache.lookup("absent").fill_token, nullptr);
     hit = cache.lookup("absent");
     EXPECT_TRUE(hit.hit);
     EXPECT_FALSE(hit.record);
@@ -148,6 +153,26 @@ TEST(RecordCacheTest, FilledRecordsAndAbsentKeysAreHits) {
     EXPECT_GT(stats.bytes, 0u);
 }
 
+// key_id() answers from any entry, "known absent" and pending ones included (a key's id never
+// changes), without counting a hit or a miss; a key without an entry has no answer.
+TEST(RecordCacheTest, KeyIdsComeFromEveryKindOfEntry) {
+    RecordCache cache(kSmallCacheBytes);
+    EXPECT_FALSE(cache.key_id("key"));
+    cache.fill("key", id_of("key"), cache.lookup("key").fill_token, &kOld);
+    cache.fill("absent", id_of("absent"), cache.lookup("absent").fill_token, nullptr);
+    const KeyStoreCacheStats before = cache.stats();
+    EXPECT_EQ(cache.key_id("key"), id_of("key"));
+    EXPECT_EQ(cache.key_id("absent"), id_of("absent"));
+    cache.begin_write("key");
+    EXPECT_EQ(cache.key_id("key"), id_of("key"));
+    const Record grown{2, false, std::string(300, 'g')};  // moves the entry to a new block
+    cache.end_write(write_of("key", grown, /*allocate=*/false), /*written=*/true);
+    EXPECT_EQ(cache.key_id("key"), id_of("key"));
+    EXPECT_FALSE(cache.key_id("other"));
+    EXPECT_EQ(cache.stats().hits, before.hits);
+    EXPECT_EQ(cache.stats().misses, before.misses);
+}
+
 // The reader's Get returned the old record, then a whole write of the key (one that does not
 // add keys, like apply_batch) ran before the reader filled: the fill must be dropped, or the
 // old record would be served from then on.
@@ -156,19 +181,19 @@ TEST(RecordCacheTest, FillAfterARacingWriteIsDropped) {
     const std::uint64_t token = cache.lookup("key").fill_token;
     cache.begin_write("key");
     cache.end_write(write_of("key", kNew, /*allocate=*/false), /*written=*/true);
-    cache.fill("key", token, &kOld);
+    cache.fill("key", id_of("key"), token, &kOld);
     EXPECT_FALSE(cache.lookup("key").hit);
 
     // The same for "absent" read before the key's first write.
     const std::uint64_t absent_token = cache.lookup("new-key").fill_token;
     cache.begin_write("new-key");
     cache.end_write(write_of("new-key", kNew, /*allocate=*/false), /*written=*/true);
-    cache.fill("new-key", absent_token, nullptr);
+    cache.fill("new-key", id_of("new-key"), absent_token, nullptr);
     EXPECT_FALSE(cache.lookup("new-key").hit);
 
     // A later read, whose Get follows the write, fills.
     const std::uint64_t later = cache.lookup("key").fill_token;
-    cache.fill("key", later, &kNew);
+    cache.fill("key", id_of("key"), later, &kNew);
     EXPECT_EQ(cache.lookup("key").record, kNew);
 }
 
@@ -180,7 +205,7 @@ TEST(RecordCacheTest, NoFillWhileAWriteIsInFlight) {
     const std::uint64_t token = cache.lookup("key").fill_token;
     EXPECT_EQ(token, 0u);
     cache.end_write(write_of("key", kNew, /*allocate=*/false), /*written=*/true);
-    cache.fill("key", token, &kOld);
+    cache.fill("key", id_of("key"), token, &kOld);
     EXPECT_FALSE(cache.lookup("key").hit);
 }
 
@@ -188,7 +213,7 @@ TEST(RecordCacheTest, NoFillWhileAWriteIsInFlight) {
 // one must not be served, then the new one is.
 TEST(RecordCacheTest, EntriesAreNotServedWhileTheirWriteIsInFlight) {
     RecordCache cache(kSmallCacheBytes);
-    cache.fill("key", cache.lookup("key").fill_token, &kOld);
+    cache.fill("key", id_of("key"), cache.lookup("key").fill_token, &kOld);
     ASSERT_TRUE(cache.lookup("key").hit);
     cache.begin_write("key");
     EXPECT_FALSE(cache.lookup("key").hit);
@@ -198,7 +223,7 @@ TEST(RecordCacheTest, EntriesAreNotServedWhileTheirWriteIsInFlight) {
 
     // A removal leaves "known absent".
     cache.begin_write("key");
-    cache.end_write(RecordCache::Write{"key", /*present=*/false, 0, false, {}, false}, true);
+    cache.end_write(RecordCache::Write{"key", /*present=*/false, 0, false, {}, false, {}}, true);
     const auto removed = cache.lookup("key");
     EXPECT_TRUE(removed.hit);
     EXPECT_FALSE(removed.record);
@@ -206,7 +231,7 @@ TEST(RecordCacheTest, EntriesAreNotServedWhileTheirWriteIsInFlight) {
 
 TEST(RecordCacheTest, FailedWriteDropsTheEntry) {
     RecordCache cache(kSmallCacheBytes);
-    cache.fill("key", cache.lookup("key").fill_token, &kOld);
+    cache.fill("key", id_of("key"), cache.lookup("key").fill_token, &kOld);
     cache.begin_write("key");
     cache.end_write(write_of("key", kNew, /*allocate=*/true), /*written=*/false);
     EXPECT_FALSE(cache.lookup("key").hit);
@@ -228,7 +253,7 @@ TEST(RecordCacheTest, OnlyAllocatingWritesAddKeys) {
 TEST(RecordCacheTest, FillLockedNeedsNoToken) {
     RecordCache cache(kSmallCacheBytes);
     cache.begin_write("other");
-    cache.fill_locked("key", kOld);
+    cache.fill_locked("key", id_of("key"), kOld);
     EXPECT_EQ(cache.lookup("key").record, kOld);
     cache.end_write(write_of("other", kNew, false), true);
 }
@@ -238,10 +263,10 @@ TEST(RecordCacheTest, FillLockedNeedsNoToken) {
 TEST(RecordCacheTest, EvictsUnreadEntriesFirstWithinTheBound) {
     RecordCache cache(kSmallCacheBytes);
     const Record value{1, false, std::string(100, 'v')};
-    cache.fill("hot", cache.lookup("hot").fill_token, &value);
+    cache.fill("hot", id_of("hot"), cache.lookup("hot").fill_token, &value);
     for (int i = 0; i < 5000; ++i) {
         const std::string key = "cold-" + std::to_string(i);
-        cache.fill(key, cache.lookup(key).fill_token, &value);
+        cache.fill(key, id_of(key), cache.lookup(key).fill_token, &value);
         ASSERT_TRUE(cache.lookup("hot").hit) << "after " << i << " fills";
         ASSERT_LE(cache.stats().bytes, kSmallCacheBytes);
     }
@@ -254,9 +279,9 @@ TEST(RecordCacheTest, EvictsUnreadEntriesFirstWithinTheBound) {
 TEST(RecordCacheTest, RecordsOverTheEntryLimitAreNotCached) {
     RecordCache cache(kSmallCacheBytes);
     const Record large{3, false, std::string(1024, 'L')};
-    cache.fill("key", cache.lookup("key").fill_token, &large);
+    cache.fill("key", id_of("key"), cache.lookup("key").fill_token, &large);
     EXPECT_FALSE(cache.lookup("key").hit);
-    cache.fill("key", cache.lookup("key").fill_token, &kOld);
+    cache.fill("key", id_of("key"), cache.lookup("key").fill_token, &kOld);
     ASSERT_TRUE(cache.lookup("key").hit);
     cache.begin_write("key");
     cache.end_write(write_of("key", large, /*allocate=*/true), /*written=*/true);
@@ -272,7 +297,8 @@ TEST(RecordCacheTest, RecordsOverTheEntryLimitAreNotCached) {
 TEST(RecordCacheTest, UpdatesThatGrowOrShrinkAValueReadBackAndAreCharged) {
     RecordCache cache(kSmallCacheBytes);
     const Record small{1, false, std::string(10, 's')};
-    for (const char* key : {"a", "b", "c"}) cache.fill(key, cache.lookup(key).fill_token, &small);
+    for (const char* key : {"a", "b", "c"})
+        cache.fill(key, id_of(key), cache.lookup(key).fill_token, &small);
     const std::size_t start = cache.stats().bytes;
     auto write = [&](const Record& record) {
         cache.begin_write("b");
@@ -300,7 +326,7 @@ TEST(RecordCacheTest, UpdatesThatGrowOrShrinkAValueReadBackAndAreCharged) {
     // The list is intact: filling past the bound evicts through all of it, b included.
     for (int i = 0; i < 2000; ++i) {
         const std::string key = "cold-" + std::to_string(i);
-        cache.fill(key, cache.lookup(key).fill_token, &medium);
+        cache.fill(key, id_of(key), cache.lookup(key).fill_token, &medium);
         ASSERT_LE(cache.stats().bytes, kSmallCacheBytes);
     }
     EXPECT_FALSE(cache.version("b").hit);
