@@ -249,9 +249,21 @@ void finish_frame(std::string& out, std::size_t offset, const std::string* key,
 // whose payload is encode_payload(body) (net/serialization.hpp), built without an extra copy.
 // Decode with decode_frame / FrameReader, then decode_payload<T>(frame.payload). Stamped as
 // encode_frame. Throws only std::bad_alloc.
+namespace detail {
+// Bytes a frame's string reserves before its payload is appended: the header, the stamp and
+// tag, and a payload of kFramePayloadReserveBytes, which holds every fixed-size message and a
+// data message with a value of about 150 bytes. Without it the archive's small appends grew
+// the string three or four times per frame (reallocation and copy were ~8 % of chordd's CPU
+// under pipelined gets).
+inline constexpr std::size_t kFramePayloadReserveBytes = 200;
+inline constexpr std::size_t kFrameReserveBytes =
+    kFrameHeaderBytes + kFrameAuthBytes + kFramePayloadReserveBytes;
+}  // namespace detail
+
 template <class T>
 std::string encode_message_frame(std::uint8_t type, const T& body, const std::string* key) {
     std::string out;
+    out.reserve(detail::kFrameReserveBytes);
     const std::size_t offset = detail::begin_frame(out, type, key != nullptr);
     append_payload(out, body);
     detail::finish_frame(out, offset, key);
@@ -261,6 +273,7 @@ template <class T>
 std::string encode_message_frame(std::uint8_t type, const T& body, const std::string* key,
                                  const FrameStamp& stamp) {
     std::string out;
+    out.reserve(detail::kFrameReserveBytes);
     const std::size_t offset = detail::begin_frame(out, type, key != nullptr);
     append_payload(out, body);
     detail::finish_frame(out, offset, key, stamp);
