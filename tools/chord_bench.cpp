@@ -2,7 +2,7 @@
 // redis-benchmark.
 //
 //   chord-bench --nodes 127.0.0.1:7601,127.0.0.1:7602 [--clients 50] [--pipeline 1]
-//               [--pipeline-mode batch|window]
+//               [--pipeline-mode batch|window] [--pin-clients]
 //               [--requests 100000] [--duration S] [--keys 100000] [--value-bytes 100]
 //               [--ratio 1:1] [--warmup-keys [N]] [--replicas R] [--threads 1] [--json]
 //
@@ -21,6 +21,11 @@
 //       the last reply of this one is in. window: each reply starts its request's successor
 //       at once, so --pipeline requests are in flight all the time; replies arrive a few at a
 //       time, so the client sends a few requests per send() and the nodes read as few per recv.
+//     └ --pin-clients: client i draws its keys only from those the i-th process (round robin
+//       over the processes of the ring view) owns, as redis-benchmark --cluster pins each
+//       client's keys to one master with a hash tag; a client's pipeline then goes to one
+//       process on one connection. Without it, keys are uniform over --keys, so a client's
+//       batch spreads over every process.
 //
 // Threads (--threads T): T shards, each with its own io_context, ring view and 1/T of the
 // clients, because a PeerPool belongs to one thread; their counts are merged at the end.
@@ -44,6 +49,7 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "chord/node_id.hpp"
@@ -91,6 +97,7 @@ struct Settings {
     std::size_t clients = 50;
     std::size_t pipeline = 1;
     bool pipeline_window = false;  // --pipeline-mode window (else batch)
+    bool pin_clients = false;
     std::uint64_t requests = 100'000;
     std::chrono::milliseconds duration = kDurationMax;
     std::uint64_t keys = 100'000;
@@ -306,6 +313,34 @@ private:
     std::vector<NodeId> ids_;
 };
 
+// --pin-clients: the key numbers each process owns in the ring view at the start, so client i
+// can draw from those of process i mod P. Ownership that changes during the run only costs
+// redirects. Built from KeyIds, so --keys must be within its table.
+class PinnedKeys {
+public:
+    PinnedKeys() = default;
+    PinnedKeys(const RingView& view, const KeyIds& ids, std::uint64_t keys) {
+        std::map<std::string, std::vector<std::uint32_t>> by_process;
+        for (const auto& [vnode, address] : view.vnodes()) by_process[address];
+        std::string name;
+        for (std::uint64_t i = 0; i < keys; ++i) {
+            key_name(i, name);
+            if (const std::string* owner = view.owner(ids.id(i, name))) {
+                by_process[*owner].push_back(static_cast<std::uint32_t>(i));
+            }
+        }
+        for (auto& [address, list] : by_process) lists_.push_back(std::move(list));
+    }
+    bool empty() const noexcept { return lists_.empty(); }
+    // The keys of client `client`'s process; empty when that process owns none.
+    const std::vector<std::uint32_t>& of_client(std::size_t client) const {
+        return lists_[client % lists_.size()];
+    }
+
+private:
+    std::vector<std::vector<std::uint32_t>> lists_;  // one per process, in address order
+};
+
 // One thread's share of the clients, on its own io_context with its own ring view.
 //
 // Each client has --pipeline request slots, allocated once: a slot carries one request at a
@@ -313,7 +348,7 @@ private:
 class Shard {
 public:
     Shard(const Settings& s, const RingView& view, const std::string& value, const KeyIds& ids,
-          std::size_t first, std::size_t clients)
+          const PinnedKeys& pinned, std::size_t first, std::size_t clients)
         : settings_(s),
           ids_(ids),
           view_(view),
@@ -322,6 +357,9 @@ public:
         put_.value = value;
         for (std::size_t i = 0; i < clients; ++i) {
             clients_.push_back(std::make_unique<ClientSlot>(io_, s, first + i));
+            if (!pinned.empty() && !pinned.of_client(first + i).empty()) {
+                clients_.back()->keys = &pinned.of_client(first + i);
+            }
         }
     }
 
@@ -339,8 +377,11 @@ public:
     }
 
     const OpStats& stats(Op op) const { return stats_[op]; }
+    // Requests sent to each process (resends after a redirect included).
+    const std::unordered_map<std::string, std::uint64_t>& sent() const { return sent_; }
     void reset_stats() {
         for (auto& s : stats_) s = OpStats();
+        sent_.clear();
     }
     std::uint64_t walks() const noexcept { return walker_.walks(); }
     const RingView& view() const noexcept { return view_; }
@@ -374,6 +415,8 @@ private:
         std::mt19937_64 rng;
         std::vector<Request> requests;  // never resized: the pool's handlers point into it
         std::size_t in_flight = 0;      // of `requests`
+        // --pin-clients: the key numbers this client draws from; null: all of --keys.
+        const std::vector<std::uint32_t>* keys = nullptr;
     };
 
     // Starts a request in each of `c`'s slots, until the phase is over. Counted in flight
@@ -402,10 +445,15 @@ private:
             std::uniform_int_distribution<std::uint32_t>(0, total - 1)(c.rng) < phase_->get_weight()
                 ? kGet
                 : kPut;
-        const std::uint64_t index =
-            phase_->sequential_keys()
-                ? *n
-                : std::uniform_int_distribution<std::uint64_t>(0, settings_.keys - 1)(c.rng);
+        std::uint64_t index = *n;
+        if (!phase_->sequential_keys()) {
+            if (c.keys != nullptr) {
+                index = (*c.keys)[std::uniform_int_distribution<std::size_t>(
+                    0, c.keys->size() - 1)(c.rng)];
+            } else {
+                index = std::uniform_int_distribution<std::uint64_t>(0, settings_.keys - 1)(c.rng);
+            }
+        }
         key_name(index, r.key);
         r.key_id = ids_.id(index, r.key);
         r.started = now;
@@ -419,6 +467,7 @@ private:
     // Sends `r` to r.target. The handlers capture two pointers, which std::function keeps
     // without allocating.
     void send(Request& r) {
+        ++sent_[r.target];
         Request* request = &r;
         request->client->pool.call(
             request->target, [this, request](std::uint64_t rid) { return encode(*request, rid); },
@@ -505,6 +554,7 @@ private:
     Phase* phase_ = nullptr;
     std::size_t active_ = 0;  // pipeline slots with a request in flight
     OpStats stats_[kOps];
+    std::unordered_map<std::string, std::uint64_t> sent_;
 };
 
 struct RingInfo {
@@ -551,6 +601,7 @@ struct PhaseResult {
     OpStats ops[kOps];
     double seconds = 0;
     std::uint64_t walks = 0;
+    std::map<std::string, std::uint64_t> sent;  // requests sent per process
 };
 
 // Runs `phase` on every shard, shard 0 on this thread.
@@ -569,6 +620,7 @@ PhaseResult run_phase(std::vector<std::unique_ptr<Shard>>& shards, Phase& phase)
     for (auto& shard : shards) {
         for (std::size_t op = 0; op < kOps; ++op) out.ops[op].merge(shard->stats(Op(op)));
         out.walks += shard->walks();
+        for (const auto& [address, n] : shard->sent()) out.sent[address] += n;
     }
     return out;
 }
@@ -620,10 +672,11 @@ void print_text(const Settings& s, const RingInfo& ring, const std::optional<Pha
                     *ring.replicas);
     }
     std::printf(
-        "load: %zu clients, pipeline %zu (%s), %zu thread(s), keys %llu, value %zu B, get:put "
+        "load: %zu clients%s, pipeline %zu (%s), %zu thread(s), keys %llu, value %zu B, get:put "
         "%s\n",
-        s.clients, s.pipeline, s.pipeline_window ? "window" : "batch", s.threads,
-        static_cast<unsigned long long>(s.keys), s.value_bytes, s.ratio_text.c_str());
+        s.clients, s.pin_clients ? " (pinned to processes)" : "", s.pipeline,
+        s.pipeline_window ? "window" : "batch", s.threads, static_cast<unsigned long long>(s.keys),
+        s.value_bytes, s.ratio_text.c_str());
     if (warmup) {
         const auto& w = warmup->ops[kPut];
         std::printf("warm-up: %llu puts in %.2f s (%.0f ops/s), errors %s\n",
@@ -654,6 +707,10 @@ void print_text(const Settings& s, const RingInfo& ring, const std::optional<Pha
         std::printf("; get hits %.1f%%",
                     100.0 * static_cast<double>(g.hits) / static_cast<double>(g.hits + g.misses));
     }
+    std::printf("\nsent by process:");
+    for (const auto& [address, n] : run.sent) {
+        std::printf(" %s %llu", address.c_str(), static_cast<unsigned long long>(n));
+    }
     std::printf("\n");
 }
 
@@ -664,7 +721,8 @@ void print_json(const Settings& s, const RingInfo& ring, const std::optional<Pha
     o.precision(3);
     o << "{\"settings\":{\"clients\":" << s.clients << ",\"pipeline\":" << s.pipeline
       << ",\"pipeline_mode\":\"" << (s.pipeline_window ? "window" : "batch") << "\""
-      << ",\"threads\":" << s.threads << ",\"requests\":" << s.requests
+      << ",\"pin_clients\":" << (s.pin_clients ? "true" : "false") << ",\"threads\":" << s.threads
+      << ",\"requests\":" << s.requests
       << ",\"duration_s\":" << std::chrono::duration<double>(s.duration).count()
       << ",\"keys\":" << s.keys << ",\"value_bytes\":" << s.value_bytes << ",\"ratio\":\""
       << s.ratio_text << "\",\"seed\":" << s.seed << ",\"warmup_keys\":" << s.warmup_keys
@@ -680,6 +738,11 @@ void print_json(const Settings& s, const RingInfo& ring, const std::optional<Pha
     for (const auto& op : run.ops) total += op.latency.count();
     o << ",\"seconds\":" << run.seconds << ",\"total\":{\"count\":" << total
       << ",\"ops_per_sec\":" << per_second(total, run.seconds) << "},\"ring_walks\":" << run.walks;
+    o << ",\"sent_by_process\":{";
+    for (auto it = run.sent.begin(); it != run.sent.end(); ++it) {
+        o << (it == run.sent.begin() ? "" : ",") << "\"" << it->first << "\":" << it->second;
+    }
+    o << "}";
     for (std::size_t op = 0; op < kOps; ++op) {
         o << ",\"" << kOpNames[op] << "\":" << json_op(run.ops[op], run.seconds);
     }
@@ -747,6 +810,9 @@ int main(int argc, char** argv) {
          "batch: a client sends --pipeline requests, then waits for all their replies before "
          "the next batch (as redis-benchmark -P); window: each reply starts the next request "
          "at once")  //
+        ("pin-clients", po::bool_switch(&s.pin_clients),
+         "client i draws its keys from those process i mod P owns (as redis-benchmark "
+         "--cluster does), so its pipeline goes to one process; needs --keys <= 2097152")  //
         ("requests", po::value(&s.requests)->default_value(s.requests),
          "requests to send (with --duration alone: up to 1e9)")  //
         ("duration", po::value(&duration_s),
@@ -821,6 +887,9 @@ int main(int argc, char** argv) {
         s.replicas = replicas;
     }
     if (s.warmup_keys > s.keys) s.warmup_keys = s.keys;
+    if (s.pin_clients && s.keys > KeyIds::kKeysMax) {
+        return fail("--pin-clients needs --keys <= " + std::to_string(KeyIds::kKeysMax));
+    }
     if (!key_file.empty()) {
         auto key = chordkv::net::read_cluster_key_file(key_file);
         if (!key) return fail(key.error().message());
@@ -838,11 +907,12 @@ int main(int argc, char** argv) {
         for (auto& c : value) c = static_cast<char>('a' + rng() % 26);
     }
     const KeyIds ids(s.keys);
+    const PinnedKeys pinned = s.pin_clients ? PinnedKeys(view, ids, s.keys) : PinnedKeys();
     std::vector<std::unique_ptr<Shard>> shards;
     for (std::size_t t = 0; t < s.threads; ++t) {
         const std::size_t first = s.clients * t / s.threads;
         const std::size_t last = s.clients * (t + 1) / s.threads;
-        shards.push_back(std::make_unique<Shard>(s, view, value, ids, first, last - first));
+        shards.push_back(std::make_unique<Shard>(s, view, value, ids, pinned, first, last - first));
     }
 
     std::optional<PhaseResult> warmup;

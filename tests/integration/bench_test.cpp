@@ -1,5 +1,6 @@
 // chord-bench against a ring of real chordd processes: both pipeline modes send exactly
-// --requests requests, every one answered, and bad flags are refused.
+// --requests requests, every one answered; --pin-clients keeps a client on one process; bad
+// flags are refused.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -120,11 +121,62 @@ TEST_F(BenchIntegration, BothPipelineModesSendEveryRequestOnceAndGetAnswers) {
     }
 }
 
+// The processes `json`'s sent_by_process names, with how many requests each was sent.
+std::vector<std::pair<std::string, double>> sent_by_process(const std::string& json) {
+    std::vector<std::pair<std::string, double>> out;
+    const std::string field = "\"sent_by_process\":{";
+    std::size_t at = json.find(field);
+    if (at == std::string::npos) return out;
+    const std::size_t end = json.find('}', at);
+    at += field.size();
+    while (at < end) {
+        const std::size_t name_end = json.find('"', at + 1);
+        const std::string name = json.substr(at + 1, name_end - at - 1);
+        out.emplace_back(name, std::stod(json.substr(name_end + 2)));
+        at = json.find_first_of(",}", name_end);
+        if (at == std::string::npos || json[at] == '}') break;
+        ++at;
+    }
+    return out;
+}
+
+// --pin-clients: one client draws only keys of one process, so every request goes there and
+// none is redirected; without it, one client's keys spread over all three processes.
+TEST_F(BenchIntegration, APinnedClientSendsOnlyToItsProcess) {
+    const std::vector<std::string> load = {
+        "--keys", "600",        "--warmup-keys", "--clients", "1",   "--pipeline",
+        "8",      "--requests", "1200",          "--ratio",   "1:0", "--json"};
+    std::vector<std::string> pinned_args = load;
+    pinned_args.push_back("--pin-clients");
+    const Outcome pinned = bench(pinned_args);
+    ASSERT_EQ(pinned.exit_code, 0) << pinned.output;
+    const auto pinned_sent = sent_by_process(pinned.output);
+    ASSERT_EQ(pinned_sent.size(), 1u) << pinned.output;
+    EXPECT_EQ(pinned_sent[0].second, 1200) << pinned.output;
+    EXPECT_NE(pinned.output.find("\"pin_clients\":true"), std::string::npos) << pinned.output;
+    EXPECT_EQ(number_after(pinned.output, pinned.output.rfind("\"get\":{"), "hits"), 1200)
+        << pinned.output;
+    EXPECT_EQ(number_after(pinned.output, pinned.output.rfind("\"get\":{"), "redirects"), 0)
+        << pinned.output;
+
+    const Outcome spread = bench(load);
+    ASSERT_EQ(spread.exit_code, 0) << spread.output;
+    const auto spread_sent = sent_by_process(spread.output);
+    EXPECT_EQ(spread_sent.size(), kMembers) << spread.output;
+    double total = 0;
+    for (const auto& [address, n] : spread_sent) total += n;
+    EXPECT_EQ(total, 1200) << spread.output;
+}
+
 TEST_F(BenchIntegration, BadFlagsAreRefusedBeforeAnyLoad) {
     const Outcome mode = bench({"--pipeline-mode", "sideways"});
     EXPECT_EQ(mode.exit_code, kExitUsage) << mode.output;
     EXPECT_NE(mode.output.find("--pipeline-mode must be batch or window"), std::string::npos)
         << mode.output;
+    const Outcome pin = bench({"--pin-clients", "--keys", "3000000"});
+    EXPECT_EQ(pin.exit_code, kExitUsage) << pin.output;
+    EXPECT_NE(pin.output.find("--pin-clients needs --keys <= 2097152"), std::string::npos)
+        << pin.output;
     const Outcome pipeline = bench({"--pipeline", "0"});
     EXPECT_EQ(pipeline.exit_code, kExitUsage) << pipeline.output;
     EXPECT_NE(pipeline.output.find("--pipeline must be within 1..1024"), std::string::npos)
