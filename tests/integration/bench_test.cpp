@@ -38,11 +38,6 @@ double number_after(const std::string& json, std::size_t from, const std::string
 class BenchIntegration : public ::testing::Test {
 protected:
     void SetUp() override {
-        dir_ = (std::filesystem::temp_directory_path() /
-                ("chordkv-bench-it-" + std::to_string(::getpid()) + "-" +
-                 std::to_string(std::random_device{}())))
-                   .string();
-        std::filesystem::create_directories(dir_);
         ClusterOptions options;
         options.vnodes = 4;
         cluster_ = std::make_unique<Cluster>(options);
@@ -60,11 +55,7 @@ protected:
         }
     }
 
-    void TearDown() override {
-        cluster_.reset();
-        std::error_code ignored;
-        std::filesystem::remove_all(dir_, ignored);
-    }
+    void TearDown() override { cluster_.reset(); }
 
     struct Outcome {
         int exit_code = -1;
@@ -74,12 +65,12 @@ protected:
     Outcome bench(const std::vector<std::string>& args) {
         std::vector<std::string> argv = {bench_path(), "--nodes", nodes_, "--timeout", "5000"};
         argv.insert(argv.end(), args.begin(), args.end());
-        ChildProcess child(argv, dir_ + "/bench-" + std::to_string(runs_++) + ".log");
+        ChildProcess child(argv, dir_.file("bench-" + std::to_string(runs_++) + ".log"));
         const auto code = child.wait(60s);
         return Outcome{code.value_or(-1), child.log()};
     }
 
-    std::string dir_;
+    TempDir dir_{"bench-it"};
     std::string nodes_;
     std::unique_ptr<Cluster> cluster_;
     int runs_ = 0;

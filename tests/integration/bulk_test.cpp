@@ -162,22 +162,6 @@ std::string difference(const Records& expected, const Records& got) {
 
 // --- running chordctl with stdin, stdout and stderr of our choosing -------------------------
 
-struct TempDir {
-    TempDir() {
-        path = (std::filesystem::temp_directory_path() /
-                ("chordkv-bulk-" + std::to_string(::getpid()) + "-" +
-                 std::to_string(std::random_device{}())))
-                   .string();
-        std::filesystem::create_directories(path);
-    }
-    ~TempDir() {
-        std::error_code ignored;
-        std::filesystem::remove_all(path, ignored);
-    }
-    std::string file(const std::string& name) const { return path + "/" + name; }
-    std::string path;
-};
-
 void write_file(const std::string& path, const std::string& bytes) {
     std::ofstream out(path, std::ios::binary | std::ios::trunc);
     out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
@@ -273,7 +257,7 @@ Records generate_records() {
 
 TEST(BulkIntegration, LoadDumpReloadMalformedAndDelete) {
     const auto began = std::chrono::steady_clock::now();
-    TempDir dir;
+    TempDir dir("bulk");
     Cluster cluster({});
     ASSERT_TRUE(cluster.start(0, -1)) << cluster.log(0);
     ASSERT_TRUE(cluster.start(1, 0)) << cluster.log(1);
@@ -413,7 +397,7 @@ TEST(BulkIntegration, KillNineDuringALoadLosesNoAcknowledgedWrite) {
     ASSERT_TRUE(wait_for([&] { return (problem = cluster.ideal_ring_problem()).empty(); }, 20s))
         << problem;
 
-    TempDir dir;
+    TempDir dir("bulk");
     constexpr int kLines = 30'000;
     std::string text;
     for (int i = 0; i < kLines; ++i) {
@@ -481,7 +465,7 @@ TEST(BulkIntegration, KillNineDuringALoadLosesNoAcknowledgedWrite) {
 TEST(BulkIntegration, KeyCountsRunBesideTheDataPathAndAreBounded) {
     Cluster cluster({});
     ASSERT_TRUE(cluster.start(0, -1)) << cluster.log(0);
-    TempDir dir;
+    TempDir dir("bulk");
     constexpr int kKeys = 150'000;  // each count then takes tens of milliseconds
     std::string text;
     for (int i = 0; i < kKeys; ++i) text += "count-" + std::to_string(i) + "\tv\n";

@@ -41,13 +41,8 @@ struct Outcome {
 class ClusterKeyTest : public ::testing::Test {
 protected:
     void SetUp() override {
-        dir_ = (std::filesystem::temp_directory_path() /
-                ("chordkv-key-it-" + std::to_string(::getpid()) + "-" +
-                 std::to_string(std::random_device{}())))
-                   .string();
-        std::filesystem::create_directories(dir_);
-        key_file_ = dir_ + "/key";
-        other_key_file_ = dir_ + "/other";
+        key_file_ = dir_.file("key");
+        other_key_file_ = dir_.file("other");
         std::ofstream(key_file_) << "0123456789abcdef0123456789abcdef\n";
         std::ofstream(other_key_file_) << "fedcba9876543210fedcba9876543210\n";
         auto key = net::read_cluster_key_file(key_file_);
@@ -66,11 +61,7 @@ protected:
         for (std::size_t i = 0; i < kMembers; ++i) members_.insert(cluster_->address(i));
     }
 
-    void TearDown() override {
-        cluster_.reset();
-        std::error_code ignored;
-        std::filesystem::remove_all(dir_, ignored);
-    }
+    void TearDown() override { cluster_.reset(); }
 
     bool ideal(std::chrono::milliseconds timeout) {
         return wait_for([&] { return (problem_ = cluster_->ideal_ring_problem()).empty(); },
@@ -79,7 +70,7 @@ protected:
 
     // Runs a command to its end (at most `timeout`), with stdout and stderr captured.
     Outcome run(const std::vector<std::string>& argv, std::chrono::milliseconds timeout = 20s) {
-        ChildProcess child(argv, dir_ + "/cmd-" + std::to_string(commands_++) + ".log");
+        ChildProcess child(argv, dir_.file("cmd-" + std::to_string(commands_++) + ".log"));
         const auto code = child.wait(timeout);
         return Outcome{code.value_or(-1), child.log()};
     }
@@ -137,7 +128,8 @@ protected:
         return out;
     }
 
-    std::string dir_, key_file_, other_key_file_, key_;
+    TempDir dir_{"key-it"};
+    std::string key_file_, other_key_file_, key_;
     std::unique_ptr<Cluster> cluster_;
     std::set<std::string> members_;
     std::string problem_;
@@ -165,7 +157,7 @@ TEST_F(ClusterKeyTest, OutsidersCannotJoinOrTalkToAKeyedRing) {
                                          "--listen",
                                          in.address,
                                          "--data-dir",
-                                         dir_ + "/intruder" + std::to_string(k),
+                                         dir_.file("intruder" + std::to_string(k)),
                                          "--join",
                                          cluster_->address(k % kMembers),
                                          "--join-timeout",
@@ -175,8 +167,8 @@ TEST_F(ClusterKeyTest, OutsidersCannotJoinOrTalkToAKeyedRing) {
                                          "--log-level",
                                          "info"};
         argv.insert(argv.end(), in.key_flags.begin(), in.key_flags.end());
-        in.child =
-            std::make_unique<ChildProcess>(argv, dir_ + "/intruder" + std::to_string(k) + ".log");
+        in.child = std::make_unique<ChildProcess>(
+            argv, dir_.file("intruder" + std::to_string(k) + ".log"));
     }
 
     // (c) while they try: chordctl without the key, or with another, fails with exit 2 and says

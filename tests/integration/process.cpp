@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <random>
 #include <set>
@@ -207,6 +208,19 @@ int free_port() {
         }
     }
     throw std::runtime_error("no free port");
+}
+
+TempDir::TempDir(const std::string& prefix) {
+    path = (std::filesystem::temp_directory_path() /
+            ("chordkv-" + prefix + "-" + std::to_string(::getpid()) + "-" +
+             std::to_string(std::random_device{}())))
+               .string();
+    std::filesystem::create_directories(path);
+}
+
+TempDir::~TempDir() {
+    std::error_code ignored;
+    std::filesystem::remove_all(path, ignored);
 }
 
 }  // namespace chordkv::testing

@@ -49,4 +49,15 @@ bool wait_for(const std::function<bool()>& condition, std::chrono::milliseconds 
 // A TCP and UDP port on 127.0.0.1 that is free right now.
 int free_port();
 
+// A fresh directory under the system temp dir, "chordkv-<prefix>-<pid>-<random>", removed with
+// everything in it when the TempDir is destroyed.
+struct TempDir {
+    explicit TempDir(const std::string& prefix);
+    ~TempDir();
+    TempDir(const TempDir&) = delete;
+    TempDir& operator=(const TempDir&) = delete;
+    std::string file(const std::string& name) const { return path + "/" + name; }
+    std::string path;
+};
+
 }  // namespace chordkv::testing
