@@ -23,6 +23,25 @@ namespace chordkv::storage {
 namespace {
 
 constexpr const char* kMetaColumnFamily = "meta";
+// The version bound (key_store.hpp, "Version bound"): the meta name of the persisted ceiling,
+// the prefix of meta names reserved for the store, and how far above the highest version
+// written a raise puts the ceiling (2^32: about 65 s of HLC time, chord/hlc.hpp).
+constexpr std::string_view kMetaVersionCeiling = "storage.version_ceiling";
+constexpr std::string_view kReservedMetaPrefix = "storage.";
+constexpr std::uint64_t kVersionCeilingMargin = std::uint64_t{1} << 32;
+
+std::string encode_u64(std::uint64_t v) {
+    std::string out(8, '\0');
+    for (int i = 0; i < 8; ++i) out[static_cast<std::size_t>(i)] = static_cast<char>(v >> (8 * i));
+    return out;
+}
+
+// Raises `target` to at least `v`.
+void raise_to(std::atomic<std::uint64_t>& target, std::uint64_t v) {
+    std::uint64_t seen = target.load(std::memory_order_relaxed);
+    while (seen < v && !target.compare_exchange_weak(seen, v, std::memory_order_relaxed)) {
+    }
+}
 // Bloom filter bits per key: ~1% false positives, so a get() of an absent key rarely reads
 // an SST block.
 constexpr double kBloomBitsPerKey = 10.0;
@@ -359,8 +378,82 @@ Result<std::unique_ptr<KeyStore>> KeyStore::open(const std::string& path,
     if (!status.ok()) return from_rocksdb(status, "opening key store at " + path);
     // Open returns one handle per descriptor, in order, whenever it succeeds.
     assert(handles.size() == descriptors.size());
-    return std::unique_ptr<KeyStore>(
+    std::unique_ptr<KeyStore> store(
         new KeyStore(options, std::unique_ptr<rocksdb::DB>(raw_db), handles[0], handles[1]));
+    if (auto loaded = store->load_version_ceiling(); !loaded) return loaded.error();
+    return store;
+}
+
+Status KeyStore::load_version_ceiling() {
+    std::string bytes;
+    rocksdb::Status status =
+        db_->Get(rocksdb::ReadOptions(), meta_cf_, as_slice(kMetaVersionCeiling), &bytes);
+    if (status.ok()) {
+        if (bytes.size() != 8) {
+            return Error(Errc::corruption, "meta " + std::string(kMetaVersionCeiling) + " has " +
+                                               std::to_string(bytes.size()) + " bytes, not 8");
+        }
+        std::uint64_t ceiling = 0;
+        for (int i = 7; i >= 0; --i) {
+            ceiling = ceiling << 8 | static_cast<std::uint8_t>(bytes[static_cast<std::size_t>(i)]);
+        }
+        open_bound_ = ceiling;
+        ceiling_.store(ceiling);
+        return {};
+    }
+    if (!status.IsNotFound()) return from_rocksdb(status, "reading the version ceiling");
+    // No ceiling: a new store, or one an older build wrote. Its highest version bounds it.
+    std::uint64_t highest = 0;
+    rocksdb::ReadOptions read_options;
+    read_options.fill_cache = false;
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(read_options, data_cf_));
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+        auto header = decode_record_header(it->value().ToStringView(), "(version scan)");
+        if (!header) {
+            // A record that does not decode has no version to bound: never skip a read in
+            // this store (reads of that key report the corruption, as before).
+            highest = ~std::uint64_t{0};
+            break;
+        }
+        highest = std::max(highest, header->version);
+    }
+    if (!it->status().ok()) return from_rocksdb(it->status(), "scanning for the highest version");
+    open_bound_ = highest;
+    if (highest == 0) return {};  // nothing stored: the first write sets the ceiling
+    // Persisted before any write can go above it; until then the bound is the scan's result.
+    rocksdb::WriteBatch batch;
+    return write_data(batch, highest, "persisting the version ceiling");
+}
+
+bool KeyStore::above_every_stored(std::uint64_t version) const noexcept {
+    return version > open_bound_ && version > written_max_.load(std::memory_order_relaxed);
+}
+
+Status KeyStore::write_data(rocksdb::WriteBatch& batch, std::uint64_t max_version,
+                            const std::string& what) {
+    rocksdb::WriteOptions write_options;
+    write_options.sync = options_.sync_writes;
+    // Raised first: a write that reports failure may still have reached RocksDB.
+    raise_to(written_max_, max_version);
+    rocksdb::Status status;
+    if (max_version <= ceiling_.load(std::memory_order_acquire)) {
+        status = db_->Write(write_options, &batch);
+    } else {
+        // Raises are serialized so that the persisted ceiling only grows.
+        const std::lock_guard<std::mutex> lock(ceiling_mutex_);
+        std::uint64_t ceiling = ceiling_.load(std::memory_order_relaxed);
+        if (max_version > ceiling) {
+            ceiling = max_version > ~std::uint64_t{0} - kVersionCeilingMargin
+                          ? ~std::uint64_t{0}
+                          : max_version + kVersionCeilingMargin;
+            status = batch.Put(meta_cf_, as_slice(kMetaVersionCeiling), encode_u64(ceiling));
+            if (!status.ok()) return from_rocksdb(status, what);
+        }
+        status = db_->Write(write_options, &batch);
+        if (status.ok()) ceiling_.store(ceiling, std::memory_order_release);
+    }
+    if (!status.ok()) return from_rocksdb(status, what);
+    return {};
 }
 
 KeyStore::KeyStore(KeyStoreOptions options, std::unique_ptr<rocksdb::DB> db,
@@ -396,6 +489,11 @@ Status KeyStore::check_value(std::string_view key, std::size_t value_bytes) cons
 
 Status KeyStore::check_meta(std::string_view name, std::size_t value_bytes) const {
     if (name.empty()) return Error(Errc::invalid_argument, "empty meta name");
+    if (name.substr(0, kReservedMetaPrefix.size()) == kReservedMetaPrefix) {
+        return Error(Errc::invalid_argument, "meta name " + describe_key(name) + " starts with \"" +
+                                                 std::string(kReservedMetaPrefix) +
+                                                 "\", which the key store reserves");
+    }
     if (name.size() > options_.key_bytes_max) {
         return Error(Errc::too_large, too_large("meta name", name, name.size(), "key_bytes_max",
                                                 options_.key_bytes_max));
@@ -491,32 +589,36 @@ Result<std::string> KeyStore::get(std::string_view key, const Snapshot* snapshot
 Status KeyStore::put(std::string_view key, std::string_view value, std::uint64_t version) {
     if (auto checked = check_key(key); !checked) return checked;
     if (auto checked = check_value(key, value.size()); !checked) return checked;
-    rocksdb::WriteOptions write_options;
-    write_options.sync = options_.sync_writes;
     const chord::NodeId key_id = chord::NodeId::hash(key);
+    rocksdb::WriteBatch batch;
+    rocksdb::Status status = batch.Put(data_cf_, encode_data_key(key_id, key),
+                                       encode_record(version, /*tombstone=*/false, value));
+    if (!status.ok()) return from_rocksdb(status, "writing key " + describe_key(key));
     std::lock_guard<std::mutex> lock(stripes_[stripe_index(key_id)]);
     CacheWriteScope cache_write(cache_.get());
     cache_write.add({key, /*present=*/true, version, /*tombstone=*/false, value,
                      /*allocate=*/true, key_id});
-    rocksdb::Status status = db_->Put(write_options, data_cf_, encode_data_key(key_id, key),
-                                      encode_record(version, /*tombstone=*/false, value));
-    if (!status.ok()) return from_rocksdb(status, "writing key " + describe_key(key));
+    if (auto written = write_data(batch, version, "writing key " + describe_key(key)); !written) {
+        return written;
+    }
     cache_write.commit();
     return {};
 }
 
 Status KeyStore::del(std::string_view key, std::uint64_t version) {
     if (auto checked = check_key(key); !checked) return checked;
-    rocksdb::WriteOptions write_options;
-    write_options.sync = options_.sync_writes;
     const chord::NodeId key_id = chord::NodeId::hash(key);
+    rocksdb::WriteBatch batch;
+    rocksdb::Status status = batch.Put(data_cf_, encode_data_key(key_id, key),
+                                       encode_record(version, /*tombstone=*/true, {}));
+    if (!status.ok()) return from_rocksdb(status, "deleting key " + describe_key(key));
     std::lock_guard<std::mutex> lock(stripes_[stripe_index(key_id)]);
     CacheWriteScope cache_write(cache_.get());
     cache_write.add(
         {key, /*present=*/true, version, /*tombstone=*/true, {}, /*allocate=*/true, key_id});
-    rocksdb::Status status = db_->Put(write_options, data_cf_, encode_data_key(key_id, key),
-                                      encode_record(version, /*tombstone=*/true, {}));
-    if (!status.ok()) return from_rocksdb(status, "deleting key " + describe_key(key));
+    if (auto written = write_data(batch, version, "deleting key " + describe_key(key)); !written) {
+        return written;
+    }
     cache_write.commit();
     return {};
 }
@@ -526,10 +628,14 @@ Status KeyStore::write(const WriteBatch& batch) {
     rocksdb::WriteBatch rocks_batch;
     rocksdb::Status status;
     StripeSet stripes;
+    std::uint64_t max_version = 0;
     for (const auto& op : batch.ops_) {
         const bool data = op.kind == WriteBatch::Kind::put || op.kind == WriteBatch::Kind::del;
         const chord::NodeId key_id = data ? chord::NodeId::hash(op.key) : chord::NodeId();
-        if (data) stripes.set(stripe_index(key_id));
+        if (data) {
+            stripes.set(stripe_index(key_id));
+            max_version = std::max(max_version, op.version);
+        }
         switch (op.kind) {
             case WriteBatch::Kind::put:
                 status = rocks_batch.Put(data_cf_, encode_data_key(key_id, op.key),
@@ -548,8 +654,6 @@ Status KeyStore::write(const WriteBatch& batch) {
         }
         if (!status.ok()) return from_rocksdb(status, "building write batch");
     }
-    rocksdb::WriteOptions write_options;
-    write_options.sync = options_.sync_writes;
     const StripeLocks locks(stripes_, stripes);
     CacheWriteScope cache_writes(cache_.get());
     if (cache_) {
@@ -573,10 +677,11 @@ Status KeyStore::write(const WriteBatch& batch) {
                               {}});
         }
     }
-    status = db_->Write(write_options, &rocks_batch);
-    if (!status.ok()) {
-        return from_rocksdb(status,
-                            "writing batch of " + std::to_string(batch.size()) + " operations");
+    if (auto written =
+            write_data(rocks_batch, max_version,
+                       "writing batch of " + std::to_string(batch.size()) + " operations");
+        !written) {
+        return written;
     }
     cache_writes.commit();
     return {};
@@ -615,7 +720,10 @@ Result<bool> KeyStore::apply(std::string_view key, const Record& record) {
     const chord::NodeId key_id = this->key_id(key);
     const std::string storage_key = encode_data_key(key_id, key);
     std::lock_guard<std::mutex> lock(stripes_[stripe_index(key_id)]);
-    if (cache_) {
+    if (above_every_stored(record.version)) {
+        // Newer than anything stored (the version bound): no read needed.
+        reads_skipped_.fetch_add(1, std::memory_order_relaxed);
+    } else if (cache_) {
         const RecordCache::Version cached = cache_->version(key);
         if (cached.hit) {
             if (cached.present && record.version <= cached.version) return false;
@@ -633,15 +741,18 @@ Result<bool> KeyStore::apply(std::string_view key, const Record& record) {
         auto newer = newer_than_stored(storage_key, key, record.version);
         if (!newer || !*newer) return newer;
     }
-    rocksdb::WriteOptions write_options;
-    write_options.sync = options_.sync_writes;
     const std::string_view value = record.tombstone ? std::string_view() : record.value;
+    rocksdb::WriteBatch batch;
+    rocksdb::Status status =
+        batch.Put(data_cf_, storage_key, encode_record(record.version, record.tombstone, value));
+    if (!status.ok()) return from_rocksdb(status, "applying key " + describe_key(key));
     CacheWriteScope cache_write(cache_.get());
     cache_write.add({key, /*present=*/true, record.version, record.tombstone, value,
                      /*allocate=*/true, key_id});
-    rocksdb::Status status = db_->Put(write_options, data_cf_, storage_key,
-                                      encode_record(record.version, record.tombstone, value));
-    if (!status.ok()) return from_rocksdb(status, "applying key " + describe_key(key));
+    if (auto written = write_data(batch, record.version, "applying key " + describe_key(key));
+        !written) {
+        return written.error();
+    }
     cache_write.commit();
     return true;
 }
@@ -700,6 +811,10 @@ Result<std::size_t> KeyStore::apply_batch(const std::vector<Entry>& entries) {
     std::vector<std::optional<std::uint64_t>> stored(candidates.size());  // nullopt: absent
     std::vector<std::size_t> misses;
     for (std::size_t i = 0; i < candidates.size(); ++i) {
+        if (above_every_stored(candidates[i].entry->record.version)) {
+            reads_skipped_.fetch_add(1, std::memory_order_relaxed);
+            continue;  // newer than anything stored (the version bound): written unread
+        }
         if (cache_) {
             const RecordCache::Version cached = cache_->version(candidates[i].entry->key);
             if (cached.hit) {
@@ -731,6 +846,7 @@ Result<std::size_t> KeyStore::apply_batch(const std::vector<Entry>& entries) {
     CacheWriteScope cache_writes(cache_.get());
     rocksdb::WriteBatch rocks_batch;
     std::size_t written = 0;
+    std::uint64_t max_version = 0;
     for (std::size_t i = 0; i < candidates.size(); ++i) {
         const Candidate& candidate = candidates[i];
         const Entry& entry = *candidate.entry;
@@ -743,14 +859,14 @@ Result<std::size_t> KeyStore::apply_batch(const std::vector<Entry>& entries) {
         if (!status.ok()) return from_rocksdb(status, "building apply batch");
         cache_writes.add({entry.key, /*present=*/true, entry.record.version, entry.record.tombstone,
                           value, /*allocate=*/false, entry.key_id});
+        max_version = std::max(max_version, entry.record.version);
         ++written;
     }
     if (written == 0) return written;
-    rocksdb::WriteOptions write_options;
-    write_options.sync = options_.sync_writes;
-    rocksdb::Status status = db_->Write(write_options, &rocks_batch);
-    if (!status.ok()) {
-        return from_rocksdb(status, "writing apply batch of " + std::to_string(written) + " keys");
+    if (auto done = write_data(rocks_batch, max_version,
+                               "writing apply batch of " + std::to_string(written) + " keys");
+        !done) {
+        return done.error();
     }
     cache_writes.commit();
     return written;

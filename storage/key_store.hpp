@@ -20,6 +20,20 @@
 // never interleaves with another write of the same key. Writes that need several stripes take
 // them in ascending stripe order, so they cannot deadlock.
 //
+// Version bound: the read is skipped when the new version is above every version this store
+// can hold, which is the common case for an owner's fresh HLC stamp. Two numbers bound the
+// versions held:
+//     ceiling       persisted in meta ("storage.version_ceiling"): every data write whose
+//                   highest version exceeds it raises it, in the same RocksDB batch, to that
+//                   version + 2^32 (about 65 s of HLC time), so no record above it is ever
+//                   stored without it; raises are serialized, so it only grows
+//     written_max   in memory: the highest version written since open, raised before each
+//                   data write (a failed write may still have landed)
+// A version above both the ceiling read at open and written_max is newer than anything
+// stored for any key, and so for its own: it is written without a read. A store opened
+// without a ceiling (written by an older build) is scanned once for its highest version.
+// Meta names starting with "storage." are reserved for this.
+//
 // Anti-entropy compares arcs through digest(): the arc cut into equal sub-arcs by key id, each
 // summarised by a SHA-256 over its (storage key, version, tombstone) entries and a count. Equal
 // digests mean equal versions; a differing bucket names the sub-arc (digest_bucket_arc) to
@@ -41,7 +55,8 @@
 // survives a process crash only.
 //
 // Errors: every public function reports expected failures as values, never exceptions.
-//     invalid_argument  empty key or meta name, zero batch size, resume key outside the arc,
+//     invalid_argument  empty key or meta name, a meta name starting with "storage." (reserved),
+//                       zero batch size, resume key outside the arc,
 //                       digest bucket count out of range, Entry key_id not its key's hash
 //     too_large         a key, value or batch over its KeyStoreOptions limit
 //     not_found         the key or meta name is absent (get(): or is a tombstone)
@@ -55,6 +70,7 @@
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -73,6 +89,7 @@ namespace rocksdb {
 class ColumnFamilyHandle;
 class DB;
 class Snapshot;
+class WriteBatch;
 }  // namespace rocksdb
 
 namespace chordkv::storage {
@@ -347,6 +364,12 @@ public:
 
     const KeyStoreOptions& options() const noexcept { return options_; }
 
+    // How many apply()/apply_batch() records were written without reading the stored version
+    // (the version bound at the top); for tests and stats.
+    std::uint64_t version_reads_skipped() const noexcept {
+        return reads_skipped_.load(std::memory_order_relaxed);
+    }
+
 private:
     KeyStore(KeyStoreOptions options, std::unique_ptr<rocksdb::DB> db,
              rocksdb::ColumnFamilyHandle* data_cf, rocksdb::ColumnFamilyHandle* meta_cf);
@@ -371,6 +394,18 @@ private:
     // read() without a snapshot when the cache is on.
     Result<Record> read_cached(std::string_view key) const;
 
+    // Sets the version bound at open: the persisted ceiling, or for a store without one the
+    // highest version found by a scan (then persisted).
+    Status load_version_ceiling();
+    // True when `version` is above every version the store can hold (see the top). The caller
+    // holds the stripe of the key it is about to write.
+    bool above_every_stored(std::uint64_t version) const noexcept;
+    // Writes `batch`, whose data records have versions up to `max_version`, after raising
+    // written_max_ and, when needed, adding a raised ceiling to the batch. `what` names the
+    // write in errors.
+    Status write_data(rocksdb::WriteBatch& batch, std::uint64_t max_version,
+                      const std::string& what);
+
     KeyStoreOptions options_;
     std::unique_ptr<rocksdb::DB> db_;
     // Owned; destroyed before db_ (RocksDB requires it).
@@ -381,6 +416,12 @@ private:
     // Decoded records in front of data_cf_ (storage/record_cache.hpp); null when
     // options_.cache_bytes is 0. Every data write updates it under the stripes it holds.
     std::unique_ptr<RecordCache> cache_;
+    // The version bound (see the top). open_bound_ is set once, before the store is shared.
+    std::uint64_t open_bound_ = ~std::uint64_t{0};
+    std::atomic<std::uint64_t> written_max_{0};
+    std::mutex ceiling_mutex_;               // serializes raises of the persisted ceiling
+    std::atomic<std::uint64_t> ceiling_{0};  // persisted (or being raised under the mutex)
+    std::atomic<std::uint64_t> reads_skipped_{0};
 };
 
 }  // namespace chordkv::storage

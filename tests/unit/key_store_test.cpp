@@ -784,6 +784,79 @@ TEST_F(KeyStoreTest, ShortStorageKeyIsCorruptionInScan) {
 
 // --- last-writer-wins apply -------------------------------------------------------------
 
+// The version bound (key_store.hpp): a record newer than every version the store holds is
+// written without reading the stored one; anything else is read and compared as before.
+TEST_F(KeyStoreTest, VersionBoundSkipsOnlyReadsThatCannotMatter) {
+    EXPECT_TRUE(store_->apply("a", Record{10, false, "a10"}).value());  // nothing stored
+    EXPECT_EQ(store_->version_reads_skipped(), 1u);
+    EXPECT_TRUE(store_->apply("b", Record{5, false, "b5"}).value());  // under 10: read, absent
+    EXPECT_EQ(store_->version_reads_skipped(), 1u);
+    EXPECT_FALSE(store_->apply("a", Record{7, false, "a7"}).value());  // read: stale
+    EXPECT_EQ(store_->read("a").value(), (Record{10, false, "a10"}));
+    EXPECT_TRUE(store_->apply("a", Record{11, false, "a11"}).value());
+    EXPECT_EQ(store_->version_reads_skipped(), 2u);
+
+    // apply_batch: the entry above every stored version is written unread, the others are
+    // compared with what is stored.
+    const std::vector<Entry> entries = {
+        {NodeId::hash("a"), "a", Record{9, false, "a9"}},    // stale
+        {NodeId::hash("b"), "b", Record{6, false, "b6"}},    // newer than b5, under 11
+        {NodeId::hash("c"), "c", Record{12, false, "c12"}},  // above everything
+    };
+    EXPECT_EQ(store_->apply_batch(entries).value(), 2u);
+    EXPECT_EQ(store_->version_reads_skipped(), 3u);
+    EXPECT_EQ(store_->read("a").value().version, 11u);
+    EXPECT_EQ(store_->read("b").value().version, 6u);
+    EXPECT_EQ(store_->read("c").value().version, 12u);
+
+    // put() and del() raise the bound too.
+    ASSERT_TRUE(store_->put("d", "d20", 20));
+    EXPECT_FALSE(store_->apply("d", Record{15, false, "d15"}).value());
+    EXPECT_EQ(store_->get("d").value(), "d20");
+}
+
+// After a reopen the in-memory maximum is gone: the persisted ceiling still keeps stale
+// writes from being written unread.
+TEST_F(KeyStoreTest, VersionBoundSurvivesAReopen) {
+    EXPECT_TRUE(store_->apply("k", Record{100, false, "new"}).value());
+    store_.reset();
+    open_store();
+    EXPECT_FALSE(store_->apply("k", Record{50, false, "old"}).value());
+    EXPECT_EQ(store_->version_reads_skipped(), 0u);
+    EXPECT_EQ(store_->get("k").value(), "new");
+    // Far above the ceiling (100 + 2^32): no read needed.
+    const std::uint64_t far = 100 + (std::uint64_t{1} << 32) + 1;
+    EXPECT_TRUE(store_->apply("k", Record{far, false, "far"}).value());
+    EXPECT_EQ(store_->version_reads_skipped(), 1u);
+    EXPECT_EQ(store_->get("k").value(), "far");
+}
+
+// A store written without a ceiling (an older build) is scanned once at open: its highest
+// version bounds it from then on.
+TEST_F(KeyStoreTest, VersionBoundOfAStoreWithoutACeilingComesFromAScan) {
+    write_raw(encode_data_key("old"), encode_record(1000, false, "kept"));
+    EXPECT_FALSE(store_->apply("old", Record{500, false, "stale"}).value());
+    EXPECT_TRUE(store_->apply("other", Record{999, false, "x"}).value());
+    EXPECT_EQ(store_->version_reads_skipped(), 0u);
+    EXPECT_EQ(store_->get("old").value(), "kept");
+    EXPECT_TRUE(store_->apply("old", Record{1001, false, "newer"}).value());
+    EXPECT_EQ(store_->version_reads_skipped(), 1u);
+    // The scan's result was persisted: a reopen does not forget it.
+    store_.reset();
+    open_store();
+    EXPECT_FALSE(store_->apply("old", Record{1000, false, "again"}).value());
+    EXPECT_EQ(store_->get("old").value(), "newer");
+}
+
+TEST_F(KeyStoreTest, MetaNamesOfTheStoreAreReserved) {
+    EXPECT_EQ(store_->put_meta("storage.version_ceiling", "x").error(), Errc::invalid_argument);
+    EXPECT_EQ(store_->del_meta("storage.anything").error(), Errc::invalid_argument);
+    WriteBatch batch;
+    batch.put_meta("storage.version_ceiling", std::string(8, '\0'));
+    EXPECT_EQ(store_->write(batch).error(), Errc::invalid_argument);
+    EXPECT_TRUE(store_->put_meta("storage", "fine"));  // only the prefix with its dot
+}
+
 TEST_F(KeyStoreTest, ApplyIsLastWriterWins) {
     auto first = store_->apply("k", Record{10, false, "v10"});
     ASSERT_TRUE(first) << first.error().message();
