@@ -243,13 +243,6 @@ std::size_t begin_frame(std::string& out, std::uint8_t type, bool tagged);
 void finish_frame(std::string& out, std::size_t offset, const std::string* key);
 void finish_frame(std::string& out, std::size_t offset, const std::string* key,
                   const FrameStamp& stamp);
-}  // namespace detail
-
-// The generic piece for other message families (the data path): a complete frame of `type`
-// whose payload is encode_payload(body) (net/serialization.hpp), built without an extra copy.
-// Decode with decode_frame / FrameReader, then decode_payload<T>(frame.payload). Stamped as
-// encode_frame. Throws only std::bad_alloc.
-namespace detail {
 // Bytes a frame's string reserves before its payload is appended: the header, the stamp and
 // tag, and a payload of kFramePayloadReserveBytes, which holds every fixed-size message and a
 // data message with a value of about 150 bytes. Without it the archive's small appends grew
@@ -260,6 +253,10 @@ inline constexpr std::size_t kFrameReserveBytes =
     kFrameHeaderBytes + kFrameAuthBytes + kFramePayloadReserveBytes;
 }  // namespace detail
 
+// The generic piece for other message families (the data path): a complete frame of `type`
+// whose payload is encode_payload(body) (net/serialization.hpp), built without an extra copy.
+// Decode with decode_frame / FrameReader, then decode_payload<T>(frame.payload). Stamped as
+// encode_frame. Throws only std::bad_alloc.
 template <class T>
 std::string encode_message_frame(std::uint8_t type, const T& body, const std::string* key) {
     std::string out;

@@ -30,10 +30,16 @@ constexpr std::string_view kMetaVersionCeiling = "storage.version_ceiling";
 constexpr std::string_view kReservedMetaPrefix = "storage.";
 constexpr std::uint64_t kVersionCeilingMargin = std::uint64_t{1} << 32;
 
+// The ceiling's bytes: 8, little-endian.
 std::string encode_u64(std::uint64_t v) {
     std::string out(8, '\0');
-    for (int i = 0; i < 8; ++i) out[static_cast<std::size_t>(i)] = static_cast<char>(v >> (8 * i));
+    for (std::size_t i = 0; i < 8; ++i) out[i] = static_cast<char>(v >> (8 * i));
     return out;
+}
+std::uint64_t decode_u64(std::string_view bytes) {
+    std::uint64_t v = 0;
+    for (std::size_t i = 8; i-- > 0;) v = v << 8 | static_cast<std::uint8_t>(bytes[i]);
+    return v;
 }
 
 // Raises `target` to at least `v`.
@@ -393,10 +399,7 @@ Status KeyStore::load_version_ceiling() {
             return Error(Errc::corruption, "meta " + std::string(kMetaVersionCeiling) + " has " +
                                                std::to_string(bytes.size()) + " bytes, not 8");
         }
-        std::uint64_t ceiling = 0;
-        for (int i = 7; i >= 0; --i) {
-            ceiling = ceiling << 8 | static_cast<std::uint8_t>(bytes[static_cast<std::size_t>(i)]);
-        }
+        const std::uint64_t ceiling = decode_u64(bytes);
         open_bound_ = ceiling;
         ceiling_.store(ceiling);
         return {};
@@ -422,15 +425,16 @@ Status KeyStore::load_version_ceiling() {
     if (highest == 0) return {};  // nothing stored: the first write sets the ceiling
     // Persisted before any write can go above it; until then the bound is the scan's result.
     rocksdb::WriteBatch batch;
-    return write_data(batch, highest, "persisting the version ceiling");
+    status = write_data(batch, highest);
+    if (!status.ok()) return from_rocksdb(status, "persisting the version ceiling");
+    return {};
 }
 
 bool KeyStore::above_every_stored(std::uint64_t version) const noexcept {
     return version > open_bound_ && version > written_max_.load(std::memory_order_relaxed);
 }
 
-Status KeyStore::write_data(rocksdb::WriteBatch& batch, std::uint64_t max_version,
-                            const std::string& what) {
+rocksdb::Status KeyStore::write_data(rocksdb::WriteBatch& batch, std::uint64_t max_version) {
     rocksdb::WriteOptions write_options;
     write_options.sync = options_.sync_writes;
     // Raised first: a write that reports failure may still have reached RocksDB.
@@ -447,13 +451,12 @@ Status KeyStore::write_data(rocksdb::WriteBatch& batch, std::uint64_t max_versio
                           ? ~std::uint64_t{0}
                           : max_version + kVersionCeilingMargin;
             status = batch.Put(meta_cf_, as_slice(kMetaVersionCeiling), encode_u64(ceiling));
-            if (!status.ok()) return from_rocksdb(status, what);
+            if (!status.ok()) return status;
         }
         status = db_->Write(write_options, &batch);
         if (status.ok()) ceiling_.store(ceiling, std::memory_order_release);
     }
-    if (!status.ok()) return from_rocksdb(status, what);
-    return {};
+    return status;
 }
 
 KeyStore::KeyStore(KeyStoreOptions options, std::unique_ptr<rocksdb::DB> db,
@@ -598,9 +601,8 @@ Status KeyStore::put(std::string_view key, std::string_view value, std::uint64_t
     CacheWriteScope cache_write(cache_.get());
     cache_write.add({key, /*present=*/true, version, /*tombstone=*/false, value,
                      /*allocate=*/true, key_id});
-    if (auto written = write_data(batch, version, "writing key " + describe_key(key)); !written) {
-        return written;
-    }
+    status = write_data(batch, version);
+    if (!status.ok()) return from_rocksdb(status, "writing key " + describe_key(key));
     cache_write.commit();
     return {};
 }
@@ -616,9 +618,8 @@ Status KeyStore::del(std::string_view key, std::uint64_t version) {
     CacheWriteScope cache_write(cache_.get());
     cache_write.add(
         {key, /*present=*/true, version, /*tombstone=*/true, {}, /*allocate=*/true, key_id});
-    if (auto written = write_data(batch, version, "deleting key " + describe_key(key)); !written) {
-        return written;
-    }
+    status = write_data(batch, version);
+    if (!status.ok()) return from_rocksdb(status, "deleting key " + describe_key(key));
     cache_write.commit();
     return {};
 }
@@ -677,11 +678,10 @@ Status KeyStore::write(const WriteBatch& batch) {
                               {}});
         }
     }
-    if (auto written =
-            write_data(rocks_batch, max_version,
-                       "writing batch of " + std::to_string(batch.size()) + " operations");
-        !written) {
-        return written;
+    status = write_data(rocks_batch, max_version);
+    if (!status.ok()) {
+        return from_rocksdb(status,
+                            "writing batch of " + std::to_string(batch.size()) + " operations");
     }
     cache_writes.commit();
     return {};
@@ -749,10 +749,8 @@ Result<bool> KeyStore::apply(std::string_view key, const Record& record) {
     CacheWriteScope cache_write(cache_.get());
     cache_write.add({key, /*present=*/true, record.version, record.tombstone, value,
                      /*allocate=*/true, key_id});
-    if (auto written = write_data(batch, record.version, "applying key " + describe_key(key));
-        !written) {
-        return written.error();
-    }
+    status = write_data(batch, record.version);
+    if (!status.ok()) return from_rocksdb(status, "applying key " + describe_key(key));
     cache_write.commit();
     return true;
 }
@@ -863,10 +861,9 @@ Result<std::size_t> KeyStore::apply_batch(const std::vector<Entry>& entries) {
         ++written;
     }
     if (written == 0) return written;
-    if (auto done = write_data(rocks_batch, max_version,
-                               "writing apply batch of " + std::to_string(written) + " keys");
-        !done) {
-        return done.error();
+    const rocksdb::Status status = write_data(rocks_batch, max_version);
+    if (!status.ok()) {
+        return from_rocksdb(status, "writing apply batch of " + std::to_string(written) + " keys");
     }
     cache_writes.commit();
     return written;

@@ -89,6 +89,7 @@ namespace rocksdb {
 class ColumnFamilyHandle;
 class DB;
 class Snapshot;
+class Status;
 class WriteBatch;
 }  // namespace rocksdb
 
@@ -401,10 +402,9 @@ private:
     // holds the stripe of the key it is about to write.
     bool above_every_stored(std::uint64_t version) const noexcept;
     // Writes `batch`, whose data records have versions up to `max_version`, after raising
-    // written_max_ and, when needed, adding a raised ceiling to the batch. `what` names the
-    // write in errors.
-    Status write_data(rocksdb::WriteBatch& batch, std::uint64_t max_version,
-                      const std::string& what);
+    // written_max_ and, when needed, adding a raised ceiling to the batch. RocksDB's status:
+    // the caller names the write in the error only when there is one.
+    rocksdb::Status write_data(rocksdb::WriteBatch& batch, std::uint64_t max_version);
 
     KeyStoreOptions options_;
     std::unique_ptr<rocksdb::DB> db_;
