@@ -4,7 +4,7 @@
 //
 //   put:  owner stamps version (HLC) ─► local LWW apply ─► R-1 replicas, each through the
 //         ReplicationQueue (the writes of one io turn for one replica: one
-//         ReplicateWritesRequest, one reply; with --sync one RocksDB batch there)
+//         ReplicateWritesRequest, one reply, one RocksDB batch there)
 //         reply PutReply once W copies (owner included) hold it; error when they cannot
 //   get:  owner reads locally; not found ─► ReadReplica ×, newest wins, owner repaired
 //         quorum: owner + every replica, newest wins, stale copies repaired
@@ -317,36 +317,41 @@ void Node::on_replicate_writes(const ConnectionPtr& from, net::ReplicateWritesRe
     // As on_replicate: the owner's stamps are stored, but a far-future one does not drag our
     // clock along.
     (void)hlc_.observe(newest, physical_ms());
+    // One RocksDB batch (one WAL record) per batch_bytes_max of entries: last writer wins per
+    // key as in apply(), and every key written is cached, as apply() caches it, so a failover
+    // finds the replica's keys cached. An error stops here: the owner counts none of these
+    // copies.
     std::uint64_t applied = 0;
-    if (!options_.store.sync_writes) {
-        // Entry by entry, like on_replicate: without sync_writes a WAL append costs less than the
-        // memtable read apply_batch() makes for every key the record cache does not hold (it
-        // caches only keys it already had), and apply() keeps the replica's cache warm for a
-        // failover. An error stops here: the owner counts none of these copies.
-        for (const auto& e : request.entries) {
-            auto written = store_->apply(e.key, from_wire(e.record));
-            if (!written) {
-                reply_error(from, request.request_id, written.error());
+    std::vector<storage::Entry> entries;
+    std::size_t bytes = 0;
+    auto write = [&]() -> Status {
+        auto written = store_->apply_batch(entries, /*cache_new_keys=*/true);
+        if (!written) return written.error();
+        applied += *written;
+        entries.clear();
+        bytes = 0;
+        return {};
+    };
+    entries.reserve(request.entries.size());
+    for (auto& e : request.entries) {
+        const std::size_t size = e.key.size() + e.record.value.size();
+        if (!entries.empty() && bytes + size > options_.store.batch_bytes_max) {
+            if (auto ok = write(); !ok) {
+                reply_error(from, request.request_id, ok.error());
                 return;
             }
-            applied += *written ? 1 : 0;
         }
-    } else {
-        // With sync_writes every write waits for an fsync: one batch (one WAL record) for all.
-        std::vector<storage::Entry> entries;
-        entries.reserve(request.entries.size());
-        for (auto& e : request.entries) {
-            const chord::NodeId key_id = chord::NodeId::hash(e.key);
-            entries.push_back(storage::Entry{
-                key_id, std::move(e.key),
-                storage::Record{e.record.version, e.record.tombstone, std::move(e.record.value)}});
-        }
-        auto written = store_->apply_batch(entries);
-        if (!written) {
-            reply_error(from, request.request_id, written.error());
+        bytes += size;
+        const chord::NodeId key_id = store_->key_id(e.key);
+        entries.push_back(storage::Entry{
+            key_id, std::move(e.key),
+            storage::Record{e.record.version, e.record.tombstone, std::move(e.record.value)}});
+    }
+    if (!entries.empty()) {
+        if (auto ok = write(); !ok) {
+            reply_error(from, request.request_id, ok.error());
             return;
         }
-        applied = *written;
     }
     reply(from, net::ReplicateWritesReply{request.request_id, applied});
 }

@@ -755,13 +755,15 @@ Result<bool> KeyStore::apply(std::string_view key, const Record& record) {
     return true;
 }
 
-Result<std::size_t> KeyStore::apply_batch(const std::vector<Entry>& entries) {
+Result<std::size_t> KeyStore::apply_batch(const std::vector<Entry>& entries, bool cache_new_keys) {
     std::size_t bytes = 0;
     for (const Entry& entry : entries) {
         if (auto checked = check_key(entry.key); !checked) return checked.error();
         const std::size_t value_bytes = entry.record.tombstone ? 0 : entry.record.value.size();
         if (auto checked = check_value(entry.key, value_bytes); !checked) return checked.error();
-        if (entry.key_id != chord::NodeId::hash(entry.key)) {
+        // key_id() answers from the record cache when it holds the key (its id was hashed
+        // when it was cached), so a batch of cached keys costs no SHA-1 here.
+        if (entry.key_id != key_id(entry.key)) {
             return Error(Errc::invalid_argument, "entry for key " + describe_key(entry.key) +
                                                      " carries key id " + entry.key_id.short_hex() +
                                                      ", not the key's hash");
@@ -856,7 +858,7 @@ Result<std::size_t> KeyStore::apply_batch(const std::vector<Entry>& entries) {
                             encode_record(entry.record.version, entry.record.tombstone, value));
         if (!status.ok()) return from_rocksdb(status, "building apply batch");
         cache_writes.add({entry.key, /*present=*/true, entry.record.version, entry.record.tombstone,
-                          value, /*allocate=*/false, entry.key_id});
+                          value, /*allocate=*/cache_new_keys, entry.key_id});
         max_version = std::max(max_version, entry.record.version);
         ++written;
     }

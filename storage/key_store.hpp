@@ -47,8 +47,9 @@
 // equals what RocksDB holds for the key (the argument heads storage/record_cache.hpp), so
 // results are the same with and without it. Reads through a Snapshot, scan(), digest() and
 // count() read RocksDB. Single-key writes (put, del, apply) cache what they write; batches
-// (write, apply_batch) and removals (erase_unchanged, purge_tombstones) refresh only keys
-// already cached, so a handoff or repair stream does not flush the hot keys.
+// (write, apply_batch unless told to cache new keys) and removals (erase_unchanged,
+// purge_tombstones) refresh only keys already cached, so a handoff or repair stream does not
+// flush the hot keys.
 //
 // Every write goes through the WAL. With KeyStoreOptions::sync_writes the WAL is fsynced
 // before a write returns, so an acknowledged write survives power loss; without it, it
@@ -290,7 +291,10 @@ public:
     // key_id is not NodeId::hash(key); too_large for a key or value over its limit or entries
     // summing (keys and values) over batch_bytes_max; corruption as in apply(). Holds the
     // stripes of all its keys from the reads until the batch is written.
-    Result<std::size_t> apply_batch(const std::vector<Entry>& entries);
+    // `cache_new_keys`: cache every key written, as apply() does (a replica's writes, so a
+    // failover finds them cached); by default only keys already cached are refreshed, so a
+    // handoff or repair stream does not flush the hot keys.
+    Result<std::size_t> apply_batch(const std::vector<Entry>& entries, bool cache_new_keys = false);
 
     // Physically deletes tombstones whose version is below `version_before` (callers pass
     // "now minus the grace period" as a stamp), at most `keys_max` per call; call again until
