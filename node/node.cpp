@@ -35,10 +35,11 @@ Node::Node(asio::io_context& io, NodeOptions options)
       gc_timer_(io),
       purge_timer_(io) {}
 
-// One thread running the key counts of info_with_keys(), one at a time, in order.
-class Node::KeyCounter {
+// One thread running the store reads too long for the io thread — the key counts of
+// info_with_keys() and the arc digests of anti-entropy (digest_async) — one at a time, in order.
+class Node::StoreReader {
 public:
-    ~KeyCounter() {
+    ~StoreReader() {
         {
             const std::lock_guard<std::mutex> lock(mutex_);
             stop_ = true;
@@ -48,11 +49,11 @@ public:
         if (thread_.joinable()) thread_.join();
     }
 
-    // False when kKeyCountsQueuedMax jobs are already waiting.
-    bool add(std::function<void()> job) {
+    // False when `queued_max` jobs are already waiting.
+    bool add(std::function<void()> job, std::size_t queued_max) {
         {
             const std::lock_guard<std::mutex> lock(mutex_);
-            if (jobs_.size() >= kKeyCountsQueuedMax) return false;
+            if (jobs_.size() >= queued_max) return false;
             jobs_.push_back(std::move(job));
         }
         if (!thread_.joinable()) thread_ = std::thread([this] { run(); });
@@ -448,7 +449,7 @@ void Node::info_with_keys(std::function<void(Result<net::InfoReply>)> done) {
         }
         spans.push_back(span);
     }
-    if (!key_counter_) key_counter_ = std::make_unique<KeyCounter>();
+    if (!store_reader_) store_reader_ = std::make_unique<StoreReader>();
     std::shared_ptr<const storage::Snapshot> snapshot = store_->snapshot();
     auto job = [store = store_.get(), snapshot, spans = std::move(spans), done, reply = info(false),
                 alive = std::weak_ptr<int>(alive_), &io = io_]() mutable {
@@ -476,9 +477,27 @@ void Node::info_with_keys(std::function<void(Result<net::InfoReply>)> done) {
             if (!alive.expired()) done(std::move(counted));
         });
     };
-    if (!key_counter_->add(std::move(job))) {
+    if (!store_reader_->add(std::move(job), kKeyCountsQueuedMax)) {
         done(Error(Errc::busy, std::to_string(kKeyCountsQueuedMax) +
                                    " key counts are already waiting; try again later"));
+    }
+}
+
+void Node::digest_async(const chord::NodeId& from_exclusive, const chord::NodeId& to_inclusive,
+                        std::uint32_t buckets,
+                        std::function<void(Result<storage::ArcDigest>)> done) {
+    if (!store_reader_) store_reader_ = std::make_unique<StoreReader>();
+    auto job = [store = store_.get(), from_exclusive, to_inclusive, buckets, done,
+                alive = std::weak_ptr<int>(alive_), &io = io_]() mutable {
+        auto digest = store->digest(from_exclusive, to_inclusive, buckets);
+        // `done` (it may hold a connection) leaves this thread inside the posted handler.
+        asio::post(io, [alive, done = std::move(done), digest = std::move(digest)]() mutable {
+            if (!alive.expired()) done(std::move(digest));
+        });
+    };
+    if (!store_reader_->add(std::move(job), kDigestsQueuedMax)) {
+        done(Error(Errc::busy, std::to_string(kDigestsQueuedMax) +
+                                   " arc digests are already waiting; try again later"));
     }
 }
 

@@ -138,6 +138,9 @@ public:
     // first). busy when kKeyCountsQueuedMax counts are already waiting.
     void info_with_keys(std::function<void(Result<net::InfoReply>)> done);
     static constexpr std::size_t kKeyCountsQueuedMax = 4;
+    // Anti-entropy digests (ours and those peers ask for) waiting for the thread that counts
+    // keys, which computes them off the io thread; a peer's request beyond it is answered busy.
+    static constexpr std::size_t kDigestsQueuedMax = 32;
     storage::KeyStore& store() noexcept { return *store_; }
 
 private:
@@ -234,7 +237,15 @@ private:
                      const std::shared_ptr<RepairBucket>& bucket, std::optional<std::string> after);
     void repair_done(const std::shared_ptr<RepairJob>& job);
     void repair_holder_failed(const std::shared_ptr<RepairJob>& job);
+    // Our digest of job's arc against a holder's: starts syncing the buckets that differ.
+    void repair_compare(const std::shared_ptr<RepairJob>& job, const net::SyncDigestReply& theirs);
     void on_sync_digest(const ConnectionPtr& from, const net::SyncDigestRequest& request);
+    // The arc's digest (KeyStore::digest), computed on the store reader thread so a large arc
+    // does not stall the io thread (at 0.8 us a key, an arc of 40,000 keys takes 30 ms);
+    // `done` runs on the io_context, not at all when the Node is destroyed first. busy when
+    // kDigestsQueuedMax digests are already waiting.
+    void digest_async(const chord::NodeId& from_exclusive, const chord::NodeId& to_inclusive,
+                      std::uint32_t buckets, std::function<void(Result<storage::ArcDigest>)> done);
     void on_sync_scan(const ConnectionPtr& from, const net::SyncScanRequest& request);
     void on_replicate_batch(const ConnectionPtr& from, net::ReplicateBatchRequest request);
     void coordinate_put(const ConnectionPtr& from, chord::Protocol& vnode, net::PutRequest request);
@@ -325,10 +336,10 @@ private:
     // Handlers posted to the io_context hold a weak_ptr to this and do nothing once the Node
     // is gone.
     std::shared_ptr<int> alive_ = std::make_shared<int>(0);
-    // The thread that counts keys for info_with_keys(); started on first use. Declared after
-    // store_, so destroyed (and joined) before it.
-    class KeyCounter;
-    std::unique_ptr<KeyCounter> key_counter_;
+    // The thread that counts keys for info_with_keys() and computes digest_async()'s digests;
+    // started on first use. Declared after store_, so destroyed (and joined) before it.
+    class StoreReader;
+    std::unique_ptr<StoreReader> store_reader_;
 };
 
 template <typename T>

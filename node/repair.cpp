@@ -250,25 +250,32 @@ void Node::repair_with(const std::shared_ptr<RepairJob>& job) {
             if (!theirs) return repair_holder_failed(job);
             // Our digest is computed once per job, and again only after we applied pulled
             // entries (writes meanwhile are compared at the arc's next round: they make it
-            // dirty). On a busy old process in a join, digests were half of the CPU.
-            if (!job->ours) {
-                auto ours = store_->digest(job->from, job->to, buckets);
-                if (!ours) return repair_holder_failed(job);
-                job->ours = std::move(*ours);
-            }
-            auto differ = detail::differing_buckets(*job->ours, theirs->hashes, theirs->counts);
-            if (!differ) return repair_holder_failed(job);
-            job->buckets = std::move(*differ);
-            job->empty_here.clear();
-            for (std::size_t b : job->buckets) {
-                job->empty_here.push_back(job->ours->counts[b] == 0);
-            }
-            job->next_bucket = 0;
-            job->active = 0;
-            job->holder_failed = false;
-            repair_fill(job);
+            // dirty). On a busy old process in a join, digests were half of the CPU. It is
+            // computed off the io thread (digest_async).
+            if (job->ours) return repair_compare(job, *theirs);
+            auto reply = std::make_shared<net::SyncDigestReply>(std::move(*theirs));
+            digest_async(job->from, job->to, buckets,
+                         [this, job, reply](Result<storage::ArcDigest> ours) {
+                             if (stopped_) return;
+                             if (!ours) return repair_holder_failed(job);
+                             job->ours = std::move(*ours);
+                             repair_compare(job, *reply);
+                         });
         },
         options_.replica_timeout);
+}
+
+void Node::repair_compare(const std::shared_ptr<RepairJob>& job,
+                          const net::SyncDigestReply& theirs) {
+    auto differ = detail::differing_buckets(*job->ours, theirs.hashes, theirs.counts);
+    if (!differ) return repair_holder_failed(job);
+    job->buckets = std::move(*differ);
+    job->empty_here.clear();
+    for (std::size_t b : job->buckets) job->empty_here.push_back(job->ours->counts[b] == 0);
+    job->next_bucket = 0;
+    job->active = 0;
+    job->holder_failed = false;
+    repair_fill(job);
 }
 
 void Node::repair_fill(const std::shared_ptr<RepairJob>& job) {
@@ -385,13 +392,26 @@ void Node::repair_push(const std::shared_ptr<RepairJob>& job,
 // --- the holder's side ------------------------------------------------------------------
 
 void Node::on_sync_digest(const ConnectionPtr& from, const net::SyncDigestRequest& request) {
-    auto digest = store_->digest(request.from_exclusive, request.to_inclusive, request.buckets);
-    if (!digest) {
-        reply_error(from, request.request_id, digest.error());
+    const std::uint64_t id = request.request_id;
+    // A bad bucket count is refused at once, not queued behind the digests (and never busy).
+    if (request.buckets == 0 || request.buckets > storage::kDigestBucketsMax) {
+        reply_error(
+            from, id,
+            Error(Errc::invalid_argument, "digest of " + std::to_string(request.buckets) +
+                                              " buckets, outside [1, " +
+                                              std::to_string(storage::kDigestBucketsMax) + "]"));
         return;
     }
-    reply(from, net::SyncDigestReply{request.request_id, pack_digest_hashes(*digest),
-                                     pack_digest_counts(*digest)});
+    digest_async(request.from_exclusive, request.to_inclusive, request.buckets,
+                 [this, from, id](Result<storage::ArcDigest> digest) {
+                     if (stopped_) return;
+                     if (!digest) {
+                         reply_error(from, id, digest.error());
+                         return;
+                     }
+                     reply(from, net::SyncDigestReply{id, pack_digest_hashes(*digest),
+                                                      pack_digest_counts(*digest)});
+                 });
 }
 
 void Node::on_sync_scan(const ConnectionPtr& from, const net::SyncScanRequest& request) {

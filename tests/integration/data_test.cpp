@@ -14,6 +14,8 @@
 #include "net/admin_codec.hpp"
 #include "net/request_client.hpp"
 #include "node/client.hpp"
+#include "node/node.hpp"
+#include "node/sync_entry.hpp"
 
 namespace chordkv::testing {
 namespace {
@@ -125,6 +127,63 @@ TEST(DataIntegration, AnUnknownRequestTypeIsRefusedWithTheCallersRequestId) {
     ASSERT_TRUE(error);
     EXPECT_EQ(error->request_id, 42u);
     EXPECT_NE(error->message.find("unknown request type 99"), std::string::npos) << error->message;
+    auto info = (*conn)->call(net::encode_admin(net::InfoRequest{7, false}, nullptr), 5s);
+    ASSERT_TRUE(info);
+    EXPECT_EQ(info->type, net::admin_type<net::InfoReply>());
+}
+
+TEST(DataIntegration, ArcDigestsAreAnsweredOnceEachOffTheIoThread) {
+    // A holder computes anti-entropy digests on a thread of its own (Node::digest_async), so a
+    // large arc does not stall its io thread, with at most kDigestsQueuedMax waiting. Many
+    // SyncDigestRequests in one write: each is answered exactly once, with its request id,
+    // by a digest of every key stored or by busy; a bad bucket count gets invalid_argument;
+    // and requests sent after them are still served.
+    Cluster cluster({});
+    ASSERT_TRUE(cluster.start(0, -1)) << cluster.log(0);
+    Client client = client_of(cluster, 0);
+    constexpr std::size_t kKeys = 300;
+    for (std::size_t i = 0; i < kKeys; ++i) {
+        ASSERT_TRUE(client.put("digest-key-" + std::to_string(i), "v")) << i;
+    }
+    auto conn = net::RequestClient::connect(cluster.address(0), 2s);
+    ASSERT_TRUE(conn);
+    constexpr std::uint64_t kRequests = Node::kDigestsQueuedMax + 8;
+    constexpr std::uint64_t kBadRequest = 1000;
+    const chord::NodeId whole = chord::NodeId::hash("anywhere");  // (x, x]: the whole ring
+    std::string frames;
+    for (std::uint64_t id = 1; id <= kRequests; ++id) {
+        frames += net::encode_admin(net::SyncDigestRequest{id, whole, whole, 16}, nullptr);
+    }
+    frames += net::encode_admin(net::SyncDigestRequest{kBadRequest, whole, whole, 0}, nullptr);
+    std::set<std::uint64_t> answered;
+    std::size_t digests = 0;
+    for (std::uint64_t i = 0; i <= kRequests; ++i) {
+        auto frame = (*conn)->call(i == 0 ? frames : std::string(), 10s);
+        ASSERT_TRUE(frame) << frame.error().message();
+        if (frame->type == net::admin_type<net::SyncDigestReply>()) {
+            auto reply = net::decode_admin<net::SyncDigestReply>(frame->payload);
+            ASSERT_TRUE(reply);
+            EXPECT_TRUE(answered.insert(reply->request_id).second) << reply->request_id;
+            EXPECT_LE(reply->request_id, kRequests);
+            std::uint64_t keys = 0;
+            for (std::uint64_t c : detail::unpack_digest_counts(reply->counts)) keys += c;
+            EXPECT_EQ(keys, kKeys);
+            EXPECT_EQ(reply->hashes.size(), 16u * 32u);
+            ++digests;
+        } else {
+            ASSERT_EQ(frame->type, net::admin_type<net::ErrorReply>());
+            auto error = net::decode_admin<net::ErrorReply>(frame->payload);
+            ASSERT_TRUE(error);
+            EXPECT_TRUE(answered.insert(error->request_id).second) << error->request_id;
+            const auto expected =
+                error->request_id == kBadRequest ? Errc::invalid_argument : Errc::busy;
+            EXPECT_EQ(error->code, static_cast<int>(expected)) << error->message;
+        }
+    }
+    EXPECT_EQ(answered.size(), kRequests + 1);
+    EXPECT_TRUE(answered.count(kBadRequest));
+    // At least the first kDigestsQueuedMax fit the queue.
+    EXPECT_GE(digests, Node::kDigestsQueuedMax);
     auto info = (*conn)->call(net::encode_admin(net::InfoRequest{7, false}, nullptr), 5s);
     ASSERT_TRUE(info);
     EXPECT_EQ(info->type, net::admin_type<net::InfoReply>());
