@@ -253,8 +253,11 @@ void Node::flush_puts() {
 
 void Node::replicate_put(const ConnectionPtr& from, std::size_t vnode, std::uint64_t request_id,
                          std::string key, const storage::Record& record) {
-    repair_memo_[vnode].dirty = true;
     const auto replicas = replica_addresses(*vnodes_[vnode], options_.replicas - 1);
+    // The arc needs comparing with its holders (repair) when a copy of this write is missing:
+    // too few holders to send it to, or a holder that did not answer with success (below). A
+    // write every holder took leaves the arc as synced as it was.
+    if (replicas.size() + 1 < options_.replicas) repair_memo_[vnode].dirty = true;
     struct Progress {
         std::size_t copies = 1;  // the owner's
         std::size_t pending = 0;
@@ -290,10 +293,17 @@ void Node::replicate_put(const ConnectionPtr& from, std::size_t vnode, std::uint
     net::SyncEntry entry{std::move(key), to_wire(record)};
     for (std::size_t i = 0; i < replicas.size(); ++i) {
         replication_->add(replicas[i], i + 1 == replicas.size() ? std::move(entry) : entry,
-                          [progress, maybe_reply](const Status& status) {
+                          [this, alive = std::weak_ptr<int>(alive_), vnode, progress,
+                           maybe_reply](const Status& status) {
                               --progress->pending;
                               // Applied now or already held as new: a copy either way.
-                              if (status) ++progress->copies;
+                              if (status) {
+                                  ++progress->copies;
+                              } else if (!alive.expired()) {
+                                  // (A queue destroyed with the Node fails its writes after
+                                  // alive_, and repair_memo_, are gone.)
+                                  repair_memo_[vnode].dirty = true;
+                              }
                               maybe_reply();
                           });
     }

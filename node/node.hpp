@@ -78,8 +78,9 @@ struct NodeOptions {
     // (round robin over the vnodes), in how many digest buckets, and how many keys move per
     // batch. Bounds the repair traffic; a joining node's arc arrives the same way.
     std::chrono::milliseconds repair_interval = std::chrono::milliseconds(500);
-    // An arc that is synced, unwritten and has the same holders is compared again only this
-    // often (a holder that lost its data, e.g. a disk replaced, is found within it).
+    // An arc that is synced, has the same holders and whose writes since its last round all
+    // reached their holders is compared again only this often (a holder that lost its data,
+    // e.g. a disk replaced, is found within it).
     std::chrono::milliseconds repair_full_interval = std::chrono::seconds(60);
     std::size_t repair_buckets = 64;
     std::size_t repair_batch_keys_max = 512;
@@ -307,7 +308,8 @@ private:
     std::uint64_t repair_keys_pushed_ = 0;
     std::uint64_t repair_rounds_ = 0;
     std::vector<VnodeCounters> counters_;
-    // Per vnode: whether its arc was written since its last repair round started, the holders
+    // Per vnode: whether a write of its arc since its last repair round started lacks a copy
+    // (too few holders, or one that failed or timed out: replicate_put), the holders
     // it was last synced with, and when it must be compared again even if nothing changed.
     struct RepairMemo {
         bool dirty = true;

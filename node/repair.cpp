@@ -138,9 +138,9 @@ void Node::repair_round() {
     }
     note_predecessors();
     // The next vnode with work: urgent ones first; in the round robin, an arc that is synced,
-    // unwritten since, with the same holders and checked within repair_full_interval is
-    // skipped (an idle ring then costs no digests; a holder that lost data is still found
-    // within the full interval).
+    // whose writes since reached all their holders, with the same holders and checked within
+    // repair_full_interval is skipped (an idle ring, or one whose replicas keep up, then costs
+    // no digests; a holder that lost data is still found within the full interval).
     std::size_t index = 0;
     std::vector<std::string> holders;
     bool found = false;
@@ -181,7 +181,8 @@ void Node::repair_round() {
     job->epoch = arc_epoch_[index];
     job->handoff = !arc_synced_[index];
     job->holders = std::move(holders);
-    // Writes from now on make the arc dirty again; this job covers the ones before.
+    // A write missing a copy from now on makes the arc dirty again; this job covers the ones
+    // before.
     repair_memo_[index].dirty = false;
     if (job->holders.empty()) {
         // No other process holds copies: nothing to sync with. With R = 1 the arc is settled;

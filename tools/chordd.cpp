@@ -235,8 +235,9 @@ int main(int argc, char** argv) {
          "milliseconds between replica maintenance rounds (one vnode's arc each)")  //
         ("repair-full-interval",
          po::value(&s.repair_full_interval_ms)->default_value(s.repair_full_interval_ms),
-         "milliseconds after which an arc unwritten since its last round is compared with its "
-         "holders again (and copies this process no longer holds are looked for)")  //
+         "milliseconds after which an arc whose writes since its last round all reached their "
+         "replicas is compared with its holders again (and copies this process no longer "
+         "holds are looked for)")  //
         ("cache-mb", po::value(&s.cache_mb)->default_value(s.cache_mb),
          "MiB of recently used records cached in front of RocksDB, for gets and replica "
          "writes (0 = off)")  //
