@@ -85,6 +85,7 @@ private:
 
 Node::~Node() {
     stop();
+    gc_release();  // also when stop() ran before and a job began after it
 }
 
 Result<std::unique_ptr<Node>> Node::open(asio::io_context& io, NodeOptions options) {
@@ -281,6 +282,7 @@ void Node::stop() {
     timer_.cancel();
     repair_timer_.cancel();
     gc_timer_.cancel();
+    gc_release();
     purge_timer_.cancel();
     if (peers_) peers_->close();
     if (transport_) transport_->close();
@@ -484,12 +486,13 @@ void Node::info_with_keys(std::function<void(Result<net::InfoReply>)> done) {
 }
 
 void Node::digest_async(const chord::NodeId& from_exclusive, const chord::NodeId& to_inclusive,
-                        std::uint32_t buckets,
-                        std::function<void(Result<storage::ArcDigest>)> done) {
+                        std::uint32_t buckets, std::function<void(Result<storage::ArcDigest>)> done,
+                        std::shared_ptr<const storage::Snapshot> snapshot) {
     if (!store_reader_) store_reader_ = std::make_unique<StoreReader>();
-    auto job = [store = store_.get(), from_exclusive, to_inclusive, buckets, done,
+    auto job = [store = store_.get(), from_exclusive, to_inclusive, buckets, done, snapshot,
                 alive = std::weak_ptr<int>(alive_), &io = io_]() mutable {
-        auto digest = store->digest(from_exclusive, to_inclusive, buckets);
+        auto digest = store->digest(from_exclusive, to_inclusive, buckets, snapshot.get());
+        snapshot.reset();  // released on this thread, while the store surely lives
         // `done` (it may hold a connection) leaves this thread inside the posted handler.
         asio::post(io, [alive, done = std::move(done), digest = std::move(digest)]() mutable {
             if (!alive.expired()) done(std::move(digest));

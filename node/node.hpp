@@ -218,6 +218,10 @@ private:
     void gc_owner(const std::shared_ptr<GcJob>& job, const Result<chord::LookupResult>& found);
     void gc_decide(const std::shared_ptr<GcJob>& job, const chord::Peer& owner,
                    std::vector<std::string> holders);
+    // With our digest of the sub-arc: asks every target for theirs.
+    void gc_compare(const std::shared_ptr<GcJob>& job);
+    // At stop(): releases the running job's snapshot (see gc_job_).
+    void gc_release();
     void gc_push(const std::shared_ptr<GcJob>& job);
 
     // Tombstone purge.
@@ -245,8 +249,11 @@ private:
     // does not stall the io thread (at 0.8 us a key, an arc of 40,000 keys takes 30 ms);
     // `done` runs on the io_context, not at all when the Node is destroyed first. busy when
     // kDigestsQueuedMax digests are already waiting.
+    // With a snapshot, the digest reads through it; the reader thread releases its reference
+    // (while the store surely lives).
     void digest_async(const chord::NodeId& from_exclusive, const chord::NodeId& to_inclusive,
-                      std::uint32_t buckets, std::function<void(Result<storage::ArcDigest>)> done);
+                      std::uint32_t buckets, std::function<void(Result<storage::ArcDigest>)> done,
+                      std::shared_ptr<const storage::Snapshot> snapshot = nullptr);
     void on_sync_scan(const ConnectionPtr& from, const net::SyncScanRequest& request);
     void on_replicate_batch(const ConnectionPtr& from, net::ReplicateBatchRequest request);
     void coordinate_put(const ConnectionPtr& from, chord::Protocol& vnode, net::PutRequest request);
@@ -303,6 +310,10 @@ private:
     std::size_t gc_sweep_left_ = 0;
     std::size_t gc_sweep_next_ = 0;
     chord::Time gc_sweep_at_{};
+    // The running copy-dropping job, whose snapshot stop() releases: handlers that hold the
+    // job (a timer's, a digest's) can outlive the Node in the io_context, and must not release
+    // a snapshot after the store is gone.
+    std::weak_ptr<GcJob> gc_job_;
     bool repairing_ = false;
     std::uint64_t repair_keys_pulled_ = 0;
     std::uint64_t repair_keys_pushed_ = 0;

@@ -45,7 +45,8 @@ struct Node::GcJob {
     // The sub-arc (cursor, sub_to] being moved away, and where to.
     chord::NodeId sub_to;
     std::vector<std::string> targets;
-    std::unique_ptr<storage::Snapshot> snapshot;
+    // Shared with the store reader thread while it digests the sub-arc.
+    std::shared_ptr<const storage::Snapshot> snapshot;
     storage::ArcDigest ours;               // of the sub-arc, in the snapshot
     std::vector<std::vector<bool>> lacks;  // [target][bucket]: its digest differs
     bool behind = false;                // some target has fewer entries than we do in some bucket
@@ -86,7 +87,12 @@ void Node::gc_start(std::size_t index) {
     job->vnode = index;
     job->cursor = from;
     job->end = pred;
+    gc_job_ = job;
     gc_step(job);
+}
+
+void Node::gc_release() {
+    if (auto job = gc_job_.lock()) job->snapshot.reset();
 }
 
 void Node::gc_done() {
@@ -166,10 +172,23 @@ void Node::gc_decide(const std::shared_ptr<GcJob>& job, const chord::Peer& owner
     job->snapshot = store_->snapshot();
     job->bucket = 0;
     job->resume.reset();
-    const std::size_t buckets = options_.repair_buckets;
-    auto digest = store_->digest(job->cursor, job->sub_to, buckets, job->snapshot.get());
-    if (!digest) return gc_done();
-    job->ours = std::move(*digest);
+    // Our digest reads the whole sub-arc (0.8 us a key: 20 ms for 25,000 keys), so it runs
+    // on the store reader thread, not in the io thread's way.
+    std::weak_ptr<int> alive = alive_;
+    digest_async(
+        job->cursor, job->sub_to, static_cast<std::uint32_t>(options_.repair_buckets),
+        [this, alive, job](Result<storage::ArcDigest> digest) {
+            if (alive.expired() || stopped_) return;
+            if (!digest || !job->snapshot) return gc_done();
+            job->ours = std::move(*digest);
+            gc_compare(job);
+        },
+        job->snapshot);
+}
+
+void Node::gc_compare(const std::shared_ptr<GcJob>& job) {
+    if (leaving_) return gc_done();
+    const std::size_t buckets = job->ours.buckets.size();
     job->lacks.assign(job->targets.size(), std::vector<bool>(buckets, false));
     job->behind = false;
     // Ask every target for its digest of the sub-arc; the drop starts once all have answered.
