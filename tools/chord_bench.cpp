@@ -9,7 +9,7 @@
 //   ring walk (node/ring_view.hpp, once) ─► warm-up: put keys 0..N-1 (optional, not measured)
 //     ─► measured run until --requests requests or --duration seconds, whichever comes first
 //
-//   client × --clients: its own PeerPool, so its own TCP connection to each process
+//   client × --clients: its own TCP connection to each process (a Link)
 //     └ --pipeline requests in flight, each: pick get or put (--ratio) and a key (uniform over
 //       --keys) ─► the key's owner in the ring view ─► reply: latency into the op's histogram
 //       ─► the next request. Redirect: learn the owner, resend there (bounded; the latency
@@ -28,14 +28,28 @@
 //       batch spreads over every process.
 //
 // Threads (--threads T): T shards, each with its own io_context, ring view and 1/T of the
-// clients, because a PeerPool belongs to one thread; their counts are merged at the end.
+// clients, because a connection belongs to one thread; their counts are merged at the end.
+//
+// Connections: the data path's requests do not go through PeerPool, whose general machinery
+// (a std::function, a map entry and a deadline-set entry per call, a posted write per turn, a
+// copy of every reply) cost more CPU per pipelined get than the requests' encoding and the
+// histograms together. A Link is one client's connection to one process: a request's id
+// names its pipeline slot, so a reply finds its request by index; requests queue in one buffer
+// that is written once per io turn; replies are decoded where they were read; one timer per
+// shard times out requests (--timeout) and connects. The ring walks still use a PeerPool.
 //
 // Output: per operation: count, ops/s, p50, p99, p99.9, max latency and errors by kind; with
 // --json the same as one JSON object on stdout. Exit 0 when every request succeeded, 1 when
 // some failed, 2 on bad usage or when no seed answers.
 #include <algorithm>
 #include <atomic>
+#include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/address.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/program_options.hpp>
 #include <chrono>
 #include <cstdint>
@@ -53,15 +67,19 @@
 #include <vector>
 
 #include "chord/node_id.hpp"
+#include "net/address.hpp"
 #include "net/admin_codec.hpp"
 #include "net/cluster_key.hpp"
+#include "net/codec.hpp"
 #include "net/peer_pool.hpp"
 #include "net/run_loop.hpp"
+#include "net/self_connect.hpp"
 #include "node/reply.hpp"
 #include "node/ring_view.hpp"
 #include "tools/histogram.hpp"
 
 namespace po = boost::program_options;
+using boost::asio::ip::tcp;
 using chordkv::decode_reply;
 using chordkv::Errc;
 using chordkv::Error;
@@ -70,6 +88,7 @@ using chordkv::RingView;
 using chordkv::RingWalk;
 using chordkv::chord::NodeId;
 using chordkv::net::Frame;
+using chordkv::net::FrameView;
 using chordkv::net::PeerPool;
 using chordkv::tools::Histogram;
 using Clock = std::chrono::steady_clock;
@@ -91,6 +110,11 @@ constexpr std::chrono::seconds kDurationMax{600};
 constexpr std::uint32_t kBusyPollUsMax = 1'000'000;
 // Redirects followed per request before it counts as failed (the ring is changing).
 constexpr int kRedirectsMax = 4;
+// A request id is (sequence << kSlotBits) | slot: kPipelineMax slots fit in kSlotBits.
+constexpr unsigned kSlotBits = 10;
+constexpr std::uint64_t kSlotMask = (std::uint64_t{1} << kSlotBits) - 1;
+static_assert(kPipelineMax <= (std::size_t{1} << kSlotBits));
+constexpr std::size_t kReadChunkBytes = 64 * 1024;
 
 struct Settings {
     std::vector<std::string> seeds;
@@ -341,10 +365,26 @@ private:
     std::vector<std::vector<std::uint32_t>> lists_;  // one per process, in address order
 };
 
+// The reply `payload` of frame type `type` as T, or the error its ErrorReply carries (as
+// decode_reply, on the bytes where they were read).
+template <typename T>
+Result<T> decode_view(std::uint8_t type, std::string_view payload, const std::string& from) {
+    if (type == chordkv::net::admin_type<chordkv::net::ErrorReply>()) {
+        auto e = chordkv::net::decode_admin<chordkv::net::ErrorReply>(payload);
+        if (!e) return Result<T>(e.error());
+        return Result<T>(Errc(e->code), from + ": " + e->message);
+    }
+    if (type != chordkv::net::admin_type<T>()) {
+        return Result<T>(Errc::malformed_message,
+                         from + " answered with type " + std::to_string(type));
+    }
+    return chordkv::net::decode_admin<T>(payload);
+}
+
 // One thread's share of the clients, on its own io_context with its own ring view.
 //
 // Each client has --pipeline request slots, allocated once: a slot carries one request at a
-// time and is reused for the next, so the steady state allocates only the frames themselves.
+// time and is reused for the next, so the steady state allocates only the request frames.
 class Shard {
 public:
     Shard(const Settings& s, const RingView& view, const std::string& value, const KeyIds& ids,
@@ -353,10 +393,13 @@ public:
           ids_(ids),
           view_(view),
           walk_pool_(io_, pool_options(s)),
-          walker_(walk_pool_, view_, s.seeds) {
+          walker_(walk_pool_, view_, s.seeds),
+          ticker_(io_),
+          tick_(std::clamp<std::chrono::milliseconds>(s.timeout / 4, std::chrono::milliseconds(1),
+                                                      std::chrono::milliseconds(100))) {
         put_.value = value;
         for (std::size_t i = 0; i < clients; ++i) {
-            clients_.push_back(std::make_unique<ClientSlot>(io_, s, first + i));
+            clients_.push_back(std::make_unique<ClientSlot>(s, first + i));
             if (!pinned.empty() && !pinned.of_client(first + i).empty()) {
                 clients_.back()->keys = &pinned.of_client(first + i);
             }
@@ -371,7 +414,12 @@ public:
         phase_ = &phase;
         active_ = 0;
         for (auto& c : clients_) start_batch(*c);
-        if (active_ > 0) chordkv::net::run_busy(io_, settings_.busy_poll);
+        flush_dirty();
+        if (active_ > 0) {
+            arm_ticker();
+            chordkv::net::run_busy(io_, settings_.busy_poll);
+            ticker_.cancel();
+        }
         io_.restart();
         phase_ = nullptr;
     }
@@ -381,47 +429,84 @@ public:
     const std::unordered_map<std::string, std::uint64_t>& sent() const { return sent_; }
     void reset_stats() {
         for (auto& s : stats_) s = OpStats();
-        sent_.clear();
+        for (auto& [address, n] : sent_) n = 0;  // the links count through pointers into it
     }
     std::uint64_t walks() const noexcept { return walker_.walks(); }
     const RingView& view() const noexcept { return view_; }
 
     // Closes every connection (after the last phase).
     void close() {
-        for (auto& c : clients_) c->pool.close();
+        for (auto& c : clients_) {
+            for (auto& link : c->links) shut(*link);
+        }
         walk_pool_.close();
     }
 
 private:
     struct ClientSlot;
+    struct Link;
 
     // One pipeline slot's request in flight.
     struct Request {
         ClientSlot* client = nullptr;
+        std::uint32_t slot = 0;  // index in client->requests
         Op op = kGet;
         std::string key;
         NodeId key_id;
         Clock::time_point started;
         int redirects = 0;
         std::string target;
+        // While sent and unanswered: its request id (never 0), the link it went out on, and
+        // when it times out.
+        std::uint64_t id = 0;
+        Link* link = nullptr;
+        Clock::time_point deadline;
+    };
+
+    // A client's TCP connection to one process. Never destroyed before the shard: a failed
+    // connection is closed and opened again by the next request, and the handlers of its old
+    // socket see a newer `generation` and return.
+    struct Link {
+        Link(boost::asio::io_context& io, ClientSlot& c, std::string a, std::uint64_t& counter)
+            : client(&c), address(std::move(a)), sent(&counter), socket(io), resolver(io) {}
+        ClientSlot* client;
+        std::string address;
+        std::uint64_t* sent;  // requests sent here (Shard::sent_)
+        tcp::socket socket;
+        tcp::resolver resolver;
+        enum class State { closed, connecting, connected } state = State::closed;
+        std::uint64_t generation = 0;
+        Clock::time_point connect_deadline;
+        std::string out;      // frames waiting for the next write
+        std::string writing;  // frames being written
+        bool write_busy = false;
+        bool dirty = false;  // in Shard::dirty_: written at the end of this io turn
+        std::vector<char> in = std::vector<char>(kReadChunkBytes);
+        // With a cluster key: the replay checks of the current connection's replies.
+        std::unique_ptr<chordkv::net::ReplayGuard> guard;
+        std::optional<chordkv::net::FrameReader> reader;
     };
 
     struct ClientSlot {
-        ClientSlot(boost::asio::io_context& io, const Settings& s, std::size_t index)
-            : pool(io, pool_options(s)), rng(s.seed * 1'000'003 + index), requests(s.pipeline) {
-            for (auto& r : requests) r.client = this;
+        ClientSlot(const Settings& s, std::size_t index)
+            : rng(s.seed * 1'000'003 + index), requests(s.pipeline) {
+            for (std::size_t i = 0; i < requests.size(); ++i) {
+                requests[i].client = this;
+                requests[i].slot = static_cast<std::uint32_t>(i);
+            }
         }
-        PeerPool pool;
         std::mt19937_64 rng;
-        std::vector<Request> requests;  // never resized: the pool's handlers point into it
+        std::vector<Request> requests;  // never resized: ids name slots by index
         std::size_t in_flight = 0;      // of `requests`
+        std::uint64_t sequence = 0;     // of the request ids
+        // One per process this client has talked to (a handful: searched in order).
+        std::vector<std::unique_ptr<Link>> links;
         // --pin-clients: the key numbers this client draws from; null: all of --keys.
         const std::vector<std::uint32_t>* keys = nullptr;
     };
 
     // Starts a request in each of `c`'s slots, until the phase is over. Counted in flight
-    // before it starts: a reply handler never runs inside PeerPool::call, but keep the
-    // count right if one did.
+    // before it starts: keep the count right if a request completed within issue().
     void start_batch(ClientSlot& c) {
         for (auto& r : c.requests) {
             ++c.in_flight;
@@ -464,20 +549,46 @@ private:
         return true;
     }
 
-    // Sends `r` to r.target. The handlers capture two pointers, which std::function keeps
-    // without allocating.
+    // Queues `r` on its client's link to r.target (connecting it when closed); the write goes
+    // out at the end of the io turn (flush_dirty).
     void send(Request& r) {
-        ++sent_[r.target];
-        Request* request = &r;
-        request->client->pool.call(
-            request->target, [this, request](std::uint64_t rid) { return encode(*request, rid); },
-            [this, request](Result<Frame> frame) { on_reply(*request, std::move(frame)); });
+        ClientSlot& c = *r.client;
+        Link& link = link_for(c, r.target);
+        ++*link.sent;
+        if (link.state == Link::State::closed && !connect(link)) {
+            // An address that is not HOST:PORT (a node advertised it, or --nodes named it):
+            // failed through the io_context, so that a window of such requests does not
+            // recurse.
+            view_.on_unreachable(link.address);
+            walker_.start_if_due();
+            boost::asio::post(io_, [this, &r] {
+                fail(r, make_error_code(Errc::unreachable));
+                flush_dirty();
+            });
+            return;
+        }
+        r.id = (++c.sequence << kSlotBits) | r.slot;
+        r.link = &link;
+        r.deadline = Clock::now() + settings_.timeout;
+        link.out += encode(r, r.id);
+        if (!link.dirty) {
+            link.dirty = true;
+            dirty_.push_back(&link);
+        }
+    }
+
+    Link& link_for(ClientSlot& c, const std::string& address) {
+        for (auto& link : c.links) {
+            if (link->address == address) return *link;
+        }
+        c.links.push_back(std::make_unique<Link>(io_, c, address, sent_[address]));
+        return *c.links.back();
     }
 
     // The request frame of `r` under request id `rid`. The messages are members, reused, so
     // only the frame is allocated.
     std::string encode(const Request& r, std::uint64_t rid) {
-        const std::string* key = r.client->pool.key();
+        const std::string* key = cluster_key();
         if (r.op == kGet) {
             get_.request_id = rid;
             get_.key.assign(r.key);
@@ -489,17 +600,161 @@ private:
         return chordkv::net::encode_admin(put_, key);
     }
 
-    void on_reply(Request& r, Result<Frame> frame) {
-        OpStats& stats = stats_[r.op];
-        if (!frame) {
-            if (frame.code() == Errc::unreachable || frame.code() == Errc::timed_out) {
-                view_.on_unreachable(r.target);
-                walker_.start_if_due();
-            }
-            return fail(r, frame.code());
+    const std::string* cluster_key() const noexcept {
+        return settings_.cluster_key.empty() ? nullptr : &settings_.cluster_key;
+    }
+
+    // Writes what every link queued in this io turn: one write per link.
+    void flush_dirty() {
+        for (std::size_t i = 0; i < dirty_.size(); ++i) {  // write() may fail a link, which
+            Link& link = *dirty_[i];                       // may queue more: index, not iterator
+            link.dirty = false;
+            write(link);
         }
-        if (frame->type == chordkv::net::admin_type<chordkv::net::Redirect>()) {
-            auto redirect = chordkv::net::decode_admin<chordkv::net::Redirect>(frame->payload);
+        dirty_.clear();
+    }
+
+    void write(Link& link) {
+        if (link.state != Link::State::connected || link.write_busy || link.out.empty()) return;
+        link.write_busy = true;
+        link.writing.swap(link.out);
+        link.out.clear();
+        boost::asio::async_write(
+            link.socket, boost::asio::buffer(link.writing),
+            [this, &link, generation = link.generation](const boost::system::error_code& ec,
+                                                        std::size_t) {
+                if (link.generation != generation) return;
+                link.write_busy = false;
+                link.writing.clear();
+                if (ec) {
+                    link_failed(
+                        link, Error(Errc::unreachable, link.address + ": write: " + ec.message()));
+                } else {
+                    write(link);
+                }
+                flush_dirty();
+            });
+    }
+
+    // Opens `link`; false (and the link stays closed) when its address is not HOST:PORT.
+    bool connect(Link& link) {
+        ++link.generation;
+        link.state = Link::State::connecting;
+        link.connect_deadline = Clock::now() + settings_.timeout;
+        const std::string* key = cluster_key();
+        if (key) {
+            link.guard = std::make_unique<chordkv::net::ReplayGuard>();
+            link.reader.emplace(chordkv::net::kTcpFrameLimits, key,
+                                chordkv::net::StreamRole::acceptor, *link.guard);
+            // Our stream-open frame goes ahead of every request.
+            link.out.insert(
+                0, chordkv::net::encode_stream_open(chordkv::net::StreamRole::connector, *key));
+        } else {
+            link.reader.emplace(chordkv::net::kTcpFrameLimits, nullptr);
+        }
+        auto target = chordkv::net::parse_host_port(link.address);
+        if (!target) {
+            shut(link);
+            return false;
+        }
+        auto connected = [this, &link,
+                          generation = link.generation](const boost::system::error_code& ec) {
+            if (link.generation != generation) return;
+            on_connect(link, ec);
+            flush_dirty();
+        };
+        boost::system::error_code bad_ip;
+        const auto ip = boost::asio::ip::make_address(target->host, bad_ip);
+        if (!bad_ip) {
+            link.socket.async_connect(tcp::endpoint(ip, target->port), connected);
+            return true;
+        }
+        link.resolver.async_resolve(
+            target->host, std::to_string(target->port),
+            [this, &link, connected, generation = link.generation](
+                const boost::system::error_code& ec, const tcp::resolver::results_type& found) {
+                if (link.generation != generation) return;
+                if (ec) {
+                    link_failed(link, Error(Errc::unreachable,
+                                            link.address + ": cannot resolve: " + ec.message()));
+                    return flush_dirty();
+                }
+                boost::asio::async_connect(link.socket, found,
+                                           [connected](const boost::system::error_code& e,
+                                                       const tcp::endpoint&) { connected(e); });
+            });
+        return true;
+    }
+
+    void on_connect(Link& link, const boost::system::error_code& ec) {
+        if (ec) {
+            return link_failed(
+                link, Error(Errc::unreachable, link.address + ": connect: " + ec.message()));
+        }
+        if (chordkv::net::connected_to_itself(link.socket)) {
+            return link_failed(
+                link, Error(Errc::unreachable, link.address + ": connect: nothing listens there"));
+        }
+        link.state = Link::State::connected;
+        boost::system::error_code ignored;
+        link.socket.set_option(tcp::no_delay(true), ignored);
+        read(link);
+        write(link);
+    }
+
+    void read(Link& link) {
+        link.socket.async_read_some(
+            boost::asio::buffer(link.in), [this, &link, generation = link.generation](
+                                              const boost::system::error_code& ec, std::size_t n) {
+                if (link.generation != generation) return;
+                if (ec) {
+                    link_failed(link,
+                                Error(Errc::unreachable,
+                                      link.address + (ec == boost::asio::error::eof
+                                                          ? ": connection closed by the peer"
+                                                          : ": connection lost: " + ec.message())));
+                    return flush_dirty();
+                }
+                link.reader->append(std::string_view(link.in.data(), n));
+                for (;;) {
+                    auto next = link.reader->next();
+                    if (!next) {
+                        const Error& e = next.error();
+                        link_failed(link, Error(e.code(),
+                                                link.address + ": bad reply frame: " + e.detail()));
+                        return flush_dirty();
+                    }
+                    if (!next->has_value()) break;
+                    on_frame(link, **next);
+                    if (link.generation != generation) return flush_dirty();
+                }
+                flush_dirty();
+                read(link);
+            });
+    }
+
+    // A reply on `link`: completes the request of the slot its id names, if that slot still
+    // waits for it there (a reply after its request timed out is dropped).
+    void on_frame(Link& link, const FrameView& frame) {
+        if (frame.payload.size() < chordkv::net::kRequestIdBytes) {
+            return link_failed(link, Error(Errc::malformed_message,
+                                           link.address + ": a reply without a request id"));
+        }
+        const std::uint64_t id = chordkv::net::request_id_of(frame.payload);
+        ClientSlot& c = *link.client;
+        const std::uint64_t slot = id & kSlotMask;
+        if (slot >= c.requests.size()) return;
+        Request& r = c.requests[slot];
+        if (r.id != id || r.link != &link) return;
+        r.id = 0;
+        r.link = nullptr;
+        on_reply(r, frame.type, frame.payload);
+    }
+
+    void on_reply(Request& r, std::uint8_t type, std::string_view payload) {
+        OpStats& stats = stats_[r.op];
+        if (type == chordkv::net::admin_type<chordkv::net::Redirect>()) {
+            auto redirect = chordkv::net::decode_admin<chordkv::net::Redirect>(payload);
             if (!redirect || redirect->owner_address.empty()) {
                 return fail(r, make_error_code(Errc::malformed_message));
             }
@@ -513,15 +768,80 @@ private:
             return send(r);
         }
         if (r.op == kGet) {
-            auto reply = decode_reply<chordkv::net::GetReply>(*frame, r.target);
+            auto reply = decode_view<chordkv::net::GetReply>(type, payload, r.target);
             if (!reply) return fail(r, reply.code());
             ++(reply->found ? stats.hits : stats.misses);
         } else {
-            auto reply = decode_reply<chordkv::net::PutReply>(*frame, r.target);
+            auto reply = decode_view<chordkv::net::PutReply>(type, payload, r.target);
             if (!reply) return fail(r, reply.code());
         }
         stats.latency.record(Clock::now() - r.started);
         next(r);
+    }
+
+    // `link` failed: closes it and fails the requests waiting on it. A process that cannot be
+    // reached leaves the view (a stale view is walked again).
+    void link_failed(Link& link, const Error& error) {
+        shut(link);
+        if (error.code() == Errc::unreachable || error.code() == Errc::timed_out) {
+            view_.on_unreachable(link.address);
+            walker_.start_if_due();
+        }
+        std::vector<Request*> waiting;
+        for (auto& r : link.client->requests) {
+            if (r.link == &link) {
+                r.id = 0;
+                r.link = nullptr;
+                waiting.push_back(&r);
+            }
+        }
+        // Failing a request may start others (on this link too): they were taken out first.
+        for (Request* r : waiting) fail(*r, error.code());
+    }
+
+    void shut(Link& link) {
+        ++link.generation;
+        link.state = Link::State::closed;
+        boost::system::error_code ignored;
+        link.resolver.cancel();
+        link.socket.close(ignored);
+        link.out.clear();
+        link.writing.clear();
+        link.write_busy = false;
+        link.reader.reset();
+    }
+
+    // Every tick_: fails the requests past their deadline, and closes links whose connect
+    // takes longer than --timeout.
+    void arm_ticker() {
+        ticker_.expires_after(tick_);
+        ticker_.async_wait([this](const boost::system::error_code& ec) {
+            if (ec || phase_ == nullptr) return;
+            const auto now = Clock::now();
+            for (auto& c : clients_) {
+                for (auto& link : c->links) {
+                    if (link->state == Link::State::connecting && now >= link->connect_deadline) {
+                        link_failed(*link,
+                                    Error(Errc::timed_out, link->address + ": connect timed out"));
+                    }
+                }
+                std::vector<Request*> late;
+                for (auto& r : c->requests) {
+                    if (r.link != nullptr && now >= r.deadline) {
+                        r.id = 0;
+                        r.link = nullptr;
+                        late.push_back(&r);
+                    }
+                }
+                for (Request* r : late) {
+                    view_.on_unreachable(r->target);
+                    walker_.start_if_due();
+                    fail(*r, make_error_code(Errc::timed_out));
+                }
+            }
+            flush_dirty();
+            arm_ticker();
+        });
     }
 
     void fail(Request& r, std::error_code code) {
@@ -548,7 +868,10 @@ private:
     RingView view_;
     PeerPool walk_pool_;
     AsyncWalk walker_;
+    boost::asio::steady_timer ticker_;
+    const std::chrono::milliseconds tick_;
     std::vector<std::unique_ptr<ClientSlot>> clients_;
+    std::vector<Link*> dirty_;  // links with frames queued in this io turn
     chordkv::net::GetRequest get_;
     chordkv::net::PutRequest put_;
     Phase* phase_ = nullptr;
@@ -620,7 +943,9 @@ PhaseResult run_phase(std::vector<std::unique_ptr<Shard>>& shards, Phase& phase)
     for (auto& shard : shards) {
         for (std::size_t op = 0; op < kOps; ++op) out.ops[op].merge(shard->stats(Op(op)));
         out.walks += shard->walks();
-        for (const auto& [address, n] : shard->sent()) out.sent[address] += n;
+        for (const auto& [address, n] : shard->sent()) {
+            if (n > 0) out.sent[address] += n;
+        }
     }
     return out;
 }

@@ -1,12 +1,13 @@
 // chord-bench against a ring of real chordd processes: both pipeline modes send exactly
-// --requests requests, every one answered; --pin-clients keeps a client on one process; bad
-// flags are refused.
+// --requests requests, every one answered; --pin-clients keeps a client on one process; a
+// process that stops answering costs its requests, not the run; bad flags are refused.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <iostream>
 #include <memory>
 #include <random>
 #include <string>
@@ -157,6 +158,38 @@ TEST_F(BenchIntegration, APinnedClientSendsOnlyToItsProcess) {
     double total = 0;
     for (const auto& [address, n] : spread_sent) total += n;
     EXPECT_EQ(total, 1200) << spread.output;
+}
+
+// A process that stops answering (SIGSTOP: its connections accept requests it never reads),
+// then dies (its connections drop), costs the requests sent to it: they time out after
+// --timeout or fail when the connection drops. The other processes keep serving, and the run
+// ends on time instead of waiting for answers that never come.
+TEST_F(BenchIntegration, AProcessThatStopsAnsweringCostsItsRequestsNotTheRun) {
+    const Outcome warm = bench({"--keys", "300", "--warmup-keys", "--requests", "1"});
+    ASSERT_EQ(warm.exit_code, 0) << warm.output;
+    cluster_->pause(2);
+    ChildProcess child({bench_path(), "--nodes", nodes_, "--timeout", "300", "--keys", "300",
+                        "--clients", "4", "--pipeline", "4", "--pipeline-mode", "window", "--ratio",
+                        "1:0", "--duration", "4", "--json"},
+                       dir_.file("bench-stopped.log"));
+    // Part of the run against the stopped process, the rest after its death (how much of
+    // each does not matter: both must end as asserted below).
+    EXPECT_FALSE(wait_for([&] { return !child.running(); }, 1500ms)) << child.log();
+    cluster_->kill9(2);
+    const auto started = std::chrono::steady_clock::now();
+    const auto code = child.wait(30s);
+    ASSERT_TRUE(code) << "chord-bench did not end\n" << child.log();
+    EXPECT_LT(std::chrono::steady_clock::now() - started, 10s) << child.log();
+    const std::string json = child.log();
+    EXPECT_EQ(*code, 1) << json;  // some requests failed
+    const std::size_t get = json.rfind("\"get\":{");
+    ASSERT_NE(get, std::string::npos) << json;
+    EXPECT_GT(number_after(json, get, "count"), 100) << json;  // the others kept serving
+    EXPECT_GT(number_after(json, get, "error_count"), 0) << json;
+    EXPECT_GT(number_after(json, get, "timed_out"), 0) << json;
+    const std::size_t errors = json.find("\"errors\":{", get);
+    std::cout << "[stopped] gets " << number_after(json, get, "count") << ", errors "
+              << json.substr(errors, json.find('}', errors) - errors + 1) << "\n";
 }
 
 TEST_F(BenchIntegration, BadFlagsAreRefusedBeforeAnyLoad) {

@@ -96,6 +96,10 @@ void Cluster::kill9(std::size_t i) {
     }
 }
 
+void Cluster::pause(std::size_t i) {
+    if (procs_[i].child) procs_[i].child->signal(SIGSTOP);
+}
+
 std::optional<int> Cluster::terminate(std::size_t i, std::chrono::milliseconds timeout) {
     if (!procs_[i].child) return std::nullopt;
     procs_[i].child->signal(SIGTERM);

@@ -34,6 +34,9 @@ public:
     bool start(std::size_t i, int join_via,
                std::chrono::milliseconds timeout = std::chrono::seconds(20));
     void kill9(std::size_t i);
+    // SIGSTOP: the process keeps its sockets (peers can connect, and their bytes wait) but
+    // answers nothing. kill9() still ends it.
+    void pause(std::size_t i);
     // SIGTERM; waits for the exit; returns the exit status.
     std::optional<int> terminate(std::size_t i, std::chrono::milliseconds timeout);
     bool running(std::size_t i);
