@@ -819,10 +819,13 @@ private:
             if (ec || phase_ == nullptr) return;
             const auto now = Clock::now();
             for (auto& c : clients_) {
-                for (auto& link : c->links) {
-                    if (link->state == Link::State::connecting && now >= link->connect_deadline) {
-                        link_failed(*link,
-                                    Error(Errc::timed_out, link->address + ": connect timed out"));
+                // By index: failing a link's requests may start others, which may open a
+                // link to another process (links never move: they are held by pointer).
+                for (std::size_t i = 0; i < c->links.size(); ++i) {
+                    Link& link = *c->links[i];
+                    if (link.state == Link::State::connecting && now >= link.connect_deadline) {
+                        link_failed(link,
+                                    Error(Errc::timed_out, link.address + ": connect timed out"));
                     }
                 }
                 std::vector<Request*> late;
