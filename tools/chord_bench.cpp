@@ -365,22 +365,6 @@ private:
     std::vector<std::vector<std::uint32_t>> lists_;  // one per process, in address order
 };
 
-// The reply `payload` of frame type `type` as T, or the error its ErrorReply carries (as
-// decode_reply, on the bytes where they were read).
-template <typename T>
-Result<T> decode_view(std::uint8_t type, std::string_view payload, const std::string& from) {
-    if (type == chordkv::net::admin_type<chordkv::net::ErrorReply>()) {
-        auto e = chordkv::net::decode_admin<chordkv::net::ErrorReply>(payload);
-        if (!e) return Result<T>(e.error());
-        return Result<T>(Errc(e->code), from + ": " + e->message);
-    }
-    if (type != chordkv::net::admin_type<T>()) {
-        return Result<T>(Errc::malformed_message,
-                         from + " answered with type " + std::to_string(type));
-    }
-    return chordkv::net::decode_admin<T>(payload);
-}
-
 // One thread's share of the clients, on its own io_context with its own ring view.
 //
 // Each client has --pipeline request slots, allocated once: a slot carries one request at a
@@ -545,13 +529,14 @@ private:
         r.redirects = 0;
         const std::string* owner = view_.owner(r.key_id);
         r.target = owner ? *owner : settings_.seeds[*n % settings_.seeds.size()];
-        send(r);
+        send(r, now);
         return true;
     }
 
     // Queues `r` on its client's link to r.target (connecting it when closed); the write goes
     // out at the end of the io turn (flush_dirty).
-    void send(Request& r) {
+    // `now`: the caller's clock reading, for the deadline.
+    void send(Request& r, Clock::time_point now) {
         ClientSlot& c = *r.client;
         Link& link = link_for(c, r.target);
         ++*link.sent;
@@ -569,7 +554,7 @@ private:
         }
         r.id = (++c.sequence << kSlotBits) | r.slot;
         r.link = &link;
-        r.deadline = Clock::now() + settings_.timeout;
+        r.deadline = now + settings_.timeout;
         link.out += encode(r, r.id);
         if (!link.dirty) {
             link.dirty = true;
@@ -765,14 +750,14 @@ private:
             }
             ++stats.redirects;
             r.target = redirect->owner_address;
-            return send(r);
+            return send(r, Clock::now());
         }
         if (r.op == kGet) {
-            auto reply = decode_view<chordkv::net::GetReply>(type, payload, r.target);
+            auto reply = decode_reply<chordkv::net::GetReply>(type, payload, r.target);
             if (!reply) return fail(r, reply.code());
             ++(reply->found ? stats.hits : stats.misses);
         } else {
-            auto reply = decode_view<chordkv::net::PutReply>(type, payload, r.target);
+            auto reply = decode_reply<chordkv::net::PutReply>(type, payload, r.target);
             if (!reply) return fail(r, reply.code());
         }
         stats.latency.record(Clock::now() - r.started);
