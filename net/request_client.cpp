@@ -121,7 +121,18 @@ Result<Frame> RequestClient::call(const std::string& frame, std::chrono::millise
     boost::system::error_code ec;
     if (!write(frame, left(), ec)) return R(Errc::timed_out, "sending to " + address_);
     if (ec) return R(explain(Error(Errc::unreachable, address_ + ": " + ec.message())));
+    return receive(left());
+}
 
+Result<Frame> RequestClient::receive(std::chrono::milliseconds timeout) {
+    using R = Result<Frame>;
+    if (!socket_.is_open()) return R(Errc::unreachable, address_ + ": connection closed");
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    auto left = [&] {
+        return std::chrono::duration_cast<std::chrono::milliseconds>(
+            deadline - std::chrono::steady_clock::now());
+    };
+    boost::system::error_code ec;
     char buffer[64 * 1024];
     for (;;) {
         auto next = reader_.next();

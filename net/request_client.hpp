@@ -41,6 +41,9 @@ public:
     // (the reply does not decode, fails the MAC policy — e.g. the node's key differs from
     // ours, or it has one and we do not — or the keyed-stream checks).
     Result<Frame> call(const std::string& frame, std::chrono::milliseconds timeout);
+    // The next frame the node sends, without sending anything: the further replies when one
+    // call() sent several requests (pipelined). Errors as call()'s.
+    Result<Frame> receive(std::chrono::milliseconds timeout);
     const std::string* key() const { return key_.empty() ? nullptr : &key_; }
     const std::string& address() const noexcept { return address_; }
     // While waiting for a reply, poll for up to `spin` before sleeping in the kernel (see

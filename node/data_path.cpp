@@ -2,7 +2,8 @@
 // owner, replicated on the next R-1 distinct processes of its successor list, acknowledged
 // after W copies; reads from the owner with fallback to replicas, quorum reads with repair.
 //
-//   put:  owner stamps version (HLC) ─► local LWW apply ─► R-1 replicas, each through the
+//   put:  owner stamps version (HLC) ─► local LWW apply, with the other puts of its io turn
+//         (one RocksDB batch, flushed before any other request) ─► R-1 replicas, each through the
 //         ReplicationQueue (the writes of one io turn for one replica: one
 //         ReplicateWritesRequest, one reply, one RocksDB batch there)
 //         reply PutReply once W copies (owner included) hold it; error when they cannot
@@ -196,30 +197,25 @@ void Node::coordinate_put(const ConnectionPtr& from, chord::Protocol& vnode,
     }
     storage::Record record{hlc_.stamp(physical_ms()), request.tombstone,
                            request.tombstone ? std::string() : std::move(request.value)};
-    if (options_.store.sync_writes) {
-        // Every write waits for an fsync: the puts of this io turn share one (group commit).
-        const chord::NodeId key_id = store_->key_id(request.key);
-        pending_puts_.push_back(
-            PendingPut{from, index_of(vnode), request.request_id,
-                       storage::Entry{key_id, std::move(request.key), std::move(record)}});
-        if (!puts_flush_posted_) {
-            puts_flush_posted_ = true;
-            boost::asio::post(io_, [this, alive = std::weak_ptr<int>(alive_)] {
-                if (!alive.expired()) flush_puts();
-            });
-        }
-        return;
+    // The puts of this io turn are written together (one WAL record; with sync_writes one
+    // fsync) by a flush posted behind the turn's other handlers (group commit): a write per put
+    // cost a WAL record, a write() and RocksDB's write-path entry each.
+    const chord::NodeId key_id = store_->key_id(request.key);
+    pending_puts_.push_back(
+        PendingPut{from, index_of(vnode), request.request_id,
+                   storage::Entry{key_id, std::move(request.key), std::move(record)}});
+    if (!puts_flush_posted_) {
+        puts_flush_posted_ = true;
+        boost::asio::post(io_, [this, alive = std::weak_ptr<int>(alive_)] {
+            if (alive.expired()) return;
+            puts_flush_posted_ = false;
+            flush_puts();
+        });
     }
-    auto applied = store_->apply(request.key, record);
-    if (!applied) {
-        reply_error(from, request.request_id, applied.error());
-        return;
-    }
-    replicate_put(from, index_of(vnode), request.request_id, std::move(request.key), record);
 }
 
 void Node::flush_puts() {
-    puts_flush_posted_ = false;
+    if (pending_puts_.empty()) return;
     std::vector<PendingPut> puts = std::move(pending_puts_);
     pending_puts_.clear();
     // Batches within the store's batch_bytes_max; a put alone is within it (its value passed
@@ -237,7 +233,8 @@ void Node::flush_puts() {
         }
         entries.reserve(end - first);
         for (std::size_t i = first; i < end; ++i) entries.push_back(std::move(puts[i].entry));
-        auto written = store_->apply_batch(entries);
+        // Cached as apply() caches a put: the owner serves the next get of the key.
+        auto written = store_->apply_batch(entries, /*cache_new_keys=*/true);
         for (std::size_t i = first; i < end; ++i) {
             PendingPut& put = puts[i];
             storage::Entry& entry = entries[i - first];

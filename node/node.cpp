@@ -506,6 +506,12 @@ void Node::digest_async(const chord::NodeId& from_exclusive, const chord::NodeId
 
 void Node::on_frame(const std::shared_ptr<net::Connection>& from, const net::FrameView& frame) {
     if (stopped_) return;
+    // Puts wait for the end of the turn to share a write (flush_puts); any other request sees
+    // them written first, so that a get pipelined after a put on one connection reads it.
+    if (!pending_puts_.empty() &&
+        frame.type != static_cast<std::uint16_t>(net::DataType::put_request)) {
+        flush_puts();
+    }
     const std::string* key =
         options_.transport.cluster_key.empty() ? nullptr : &options_.transport.cluster_key;
     auto send_error = [from, key](std::uint64_t request_id, const Error& error) {

@@ -260,8 +260,9 @@ private:
     // After the owner's copy is written: replicates the put and answers the client.
     void replicate_put(const ConnectionPtr& from, std::size_t vnode, std::uint64_t request_id,
                        std::string key, const storage::Record& record);
-    // With sync_writes: writes the puts gathered in this io turn in one batch (one WAL record,
-    // one fsync), then replicates and answers each (group commit).
+    // Writes the puts gathered since the last flush in one batch (one WAL record; with
+    // sync_writes one fsync), then replicates and answers each (group commit). Runs at the end
+    // of the io turn, or before any other request is handled (requests keep their order).
     void flush_puts();
     void coordinate_get(const ConnectionPtr& from, chord::Protocol& vnode, net::GetRequest request);
     std::uint64_t physical_ms() const;
@@ -278,7 +279,7 @@ private:
     // Writes to replicate, gathered per replica per io turn (created on first use; after
     // peers_, so destroyed before it).
     std::unique_ptr<net::ReplicationQueue> replication_;
-    // With sync_writes: the owner's puts of this io turn, written together by flush_puts().
+    // The owner's puts of this io turn, written together by flush_puts().
     struct PendingPut {
         ConnectionPtr from;
         std::size_t vnode = 0;

@@ -132,6 +132,56 @@ TEST(DataIntegration, AnUnknownRequestTypeIsRefusedWithTheCallersRequestId) {
     EXPECT_EQ(info->type, net::admin_type<net::InfoReply>());
 }
 
+TEST(DataIntegration, PipelinedRequestsOnOneConnectionKeepTheirOrder) {
+    // An owner writes the puts of one io turn together, at the end of the turn (group
+    // commit). A get pipelined behind a put of the same key, in the same write, must still
+    // read that put, and a put behind a get must not show in it: each request sees the
+    // requests sent before it on its connection, as if they were served one at a time.
+    Cluster cluster({});
+    ASSERT_TRUE(cluster.start(0, -1)) << cluster.log(0);  // alone: it owns every key
+    ASSERT_TRUE(wait_for([&] { return cluster.ideal_ring_problem().empty(); }, 15s));
+    auto conn = net::RequestClient::connect(cluster.address(0), 2s);
+    ASSERT_TRUE(conn) << conn.error().message();
+    constexpr int kKeys = 40;
+    // Round 1 writes "old-" values; round 2 sends, per key, get, put "new-", get, in one write.
+    std::string first;
+    for (int k = 0; k < kKeys; ++k) {
+        const std::string key = "order-" + std::to_string(k);
+        first +=
+            net::encode_admin(net::PutRequest{std::uint64_t(k + 1), key, "old-" + key}, nullptr);
+    }
+    std::string second;
+    for (int k = 0; k < kKeys; ++k) {
+        const std::string key = "order-" + std::to_string(k);
+        const std::uint64_t id = 1000 + std::uint64_t(k) * 3;
+        second += net::encode_admin(net::GetRequest{id, key}, nullptr);
+        second += net::encode_admin(net::PutRequest{id + 1, key, "new-" + key}, nullptr);
+        second += net::encode_admin(net::GetRequest{id + 2, key}, nullptr);
+    }
+    for (int k = 0; k < kKeys; ++k) {
+        auto frame = k == 0 ? (*conn)->call(first, 5s) : (*conn)->receive(5s);
+        ASSERT_TRUE(frame) << frame.error().message();
+        ASSERT_EQ(frame->type, net::admin_type<net::PutReply>());
+    }
+    std::map<std::uint64_t, std::string> got;  // request id -> value read ("" absent)
+    for (int r = 0; r < 3 * kKeys; ++r) {
+        auto frame = r == 0 ? (*conn)->call(second, 5s) : (*conn)->receive(5s);
+        ASSERT_TRUE(frame) << frame.error().message();
+        if (frame->type == net::admin_type<net::PutReply>()) continue;
+        ASSERT_EQ(frame->type, net::admin_type<net::GetReply>());
+        auto reply = net::decode_admin<net::GetReply>(frame->payload);
+        ASSERT_TRUE(reply);
+        got[reply->request_id] = reply->found ? reply->value : "";
+    }
+    ASSERT_EQ(got.size(), std::size_t(2 * kKeys));
+    for (int k = 0; k < kKeys; ++k) {
+        const std::string key = "order-" + std::to_string(k);
+        const std::uint64_t id = 1000 + std::uint64_t(k) * 3;
+        EXPECT_EQ(got[id], "old-" + key) << "the get sent before the put";
+        EXPECT_EQ(got[id + 2], "new-" + key) << "the get sent after the put";
+    }
+}
+
 TEST(DataIntegration, ArcDigestsAreAnsweredOnceEachOffTheIoThread) {
     // A holder computes anti-entropy digests on a thread of its own (Node::digest_async), so a
     // large arc does not stall its io thread, with at most kDigestsQueuedMax waiting. Many
