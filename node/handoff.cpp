@@ -89,6 +89,8 @@ void Node::begin_leave(HandoffDone handed_off, NodeCallback done, bool leave_any
     leaving_ = true;
     repair_timer_.cancel();  // a repair round in flight finishes; no new one starts
 
+    // The puts of this turn not yet written (flush_puts) go out with the arcs, not after them.
+    flush_puts();
     auto job = std::make_shared<Handoff>();
     job->snapshot = store_->snapshot();
     job->deadline = now() + options_.handoff_timeout;
