@@ -93,8 +93,13 @@ void Connection::send(std::string frame) {
     schedule_write();
 }
 
+void Connection::uncork() {
+    if (corked_ == 0 || --corked_ > 0) return;
+    if (!handling_read_ && !flush_posted_ && open()) write();
+}
+
 void Connection::schedule_write() {
-    if (writing_ || handling_read_ || flush_posted_) return;
+    if (writing_ || handling_read_ || corked_ > 0 || flush_posted_) return;
     flush_posted_ = true;
     asio::post(socket_.get_executor(), [self = shared_from_this()] {
         self->flush_posted_ = false;

@@ -84,6 +84,12 @@ public:
     // Queues a complete frame (from encode_frame) for writing, in order; it is written when the
     // current read's frames are handled, or by a flush posted now (see above).
     void send(std::string frame);
+    // While corked (as many uncork() calls as cork() calls outstanding), send() only queues;
+    // the last uncork() writes the queue at once, unless a read's frames are being handled
+    // (their write comes after them). For a caller that replies to many requests outside a
+    // read of this connection (Node::flush_puts): one write now instead of a posted one.
+    void cork() noexcept { ++corked_; }
+    void uncork();
     void close();
     bool open() const noexcept { return socket_.is_open(); }
 
@@ -91,7 +97,8 @@ private:
     void read();
     // Writes the queued frames unless a write is in flight (its handler writes the rest).
     void write();
-    // Posts a write of the queue, unless one is posted, running, or a read is being handled.
+    // Posts a write of the queue, unless one is posted, running, a read is being handled or
+    // the connection is corked.
     void schedule_write();
     void fail();
 
@@ -104,6 +111,7 @@ private:
     bool writing_ = false;
     bool handling_read_ = false;  // the frames of a read are being handled: write after them
     bool flush_posted_ = false;
+    std::size_t corked_ = 0;          // cork() calls not yet matched by uncork()
     std::size_t writing_frames_ = 0;  // queue_'s first frames, being written at once
 };
 

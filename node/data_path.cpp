@@ -218,6 +218,9 @@ void Node::flush_puts() {
     if (pending_puts_.empty()) return;
     std::vector<PendingPut> puts = std::move(pending_puts_);
     pending_puts_.clear();
+    // Each connection's replies go out in one write when the last of them is queued, not by
+    // a flush posted for each connection.
+    for (const PendingPut& put : puts) put.from->cork();
     // Batches within the store's batch_bytes_max; a put alone is within it (its value passed
     // value_bytes_max), so every batch holds at least one.
     std::size_t first = 0;
@@ -246,6 +249,7 @@ void Node::flush_puts() {
         }
         first = end;
     }
+    for (const PendingPut& put : puts) put.from->uncork();
 }
 
 void Node::replicate_put(const ConnectionPtr& from, std::size_t vnode, std::uint64_t request_id,
