@@ -75,8 +75,9 @@ struct TransportStats {
 // Replies are gathered, not written one by one: the replies produced while the frames of one
 // read are handled go out in one write after the last of them, and a reply sent from any other
 // handler (one that completes later, e.g. after replication) is written by a flush posted to
-// the io_context, together with every other reply queued before it runs. So pipelined requests
-// cost one send() per read, not one per request.
+// the io_context, together with every other reply queued before it runs — or, for a corked
+// connection, when it is uncorked. So pipelined requests cost one send() per read, not one per
+// request.
 class Connection : public std::enable_shared_from_this<Connection> {
 public:
     Connection(boost::asio::ip::tcp::socket socket, class Transport& transport);
