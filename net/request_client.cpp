@@ -110,28 +110,26 @@ Error RequestClient::explain(const Error& error) const {
     return error;
 }
 
+std::chrono::milliseconds RequestClient::left_until(
+    std::chrono::steady_clock::time_point deadline) {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(deadline -
+                                                                 std::chrono::steady_clock::now());
+}
+
 Result<Frame> RequestClient::call(const std::string& frame, std::chrono::milliseconds timeout) {
     using R = Result<Frame>;
     if (!socket_.is_open()) return R(Errc::unreachable, address_ + ": connection closed");
     const auto deadline = std::chrono::steady_clock::now() + timeout;
-    auto left = [&] {
-        return std::chrono::duration_cast<std::chrono::milliseconds>(
-            deadline - std::chrono::steady_clock::now());
-    };
     boost::system::error_code ec;
-    if (!write(frame, left(), ec)) return R(Errc::timed_out, "sending to " + address_);
+    if (!write(frame, timeout, ec)) return R(Errc::timed_out, "sending to " + address_);
     if (ec) return R(explain(Error(Errc::unreachable, address_ + ": " + ec.message())));
-    return receive(left());
+    return receive(left_until(deadline));
 }
 
 Result<Frame> RequestClient::receive(std::chrono::milliseconds timeout) {
     using R = Result<Frame>;
     if (!socket_.is_open()) return R(Errc::unreachable, address_ + ": connection closed");
     const auto deadline = std::chrono::steady_clock::now() + timeout;
-    auto left = [&] {
-        return std::chrono::duration_cast<std::chrono::milliseconds>(
-            deadline - std::chrono::steady_clock::now());
-    };
     boost::system::error_code ec;
     char buffer[64 * 1024];
     for (;;) {
@@ -146,7 +144,9 @@ Result<Frame> RequestClient::receive(std::chrono::milliseconds timeout) {
                                     n = got;
                                     done = true;
                                 });
-        if (!run_until(done, left())) return R(Errc::timed_out, "waiting for " + address_);
+        if (!run_until(done, left_until(deadline))) {
+            return R(Errc::timed_out, "waiting for " + address_);
+        }
         if (ec) {
             const std::string what =
                 ec == asio::error::eof ? std::string("connection closed") : ec.message();

@@ -57,6 +57,8 @@ private:
     // Writes `bytes`; false on timeout (closes the socket), else the write's error.
     bool write(std::string_view bytes, std::chrono::milliseconds timeout,
                boost::system::error_code& ec);
+    // Time from now to `deadline` (negative once it has passed: run_until then times out).
+    static std::chrono::milliseconds left_until(std::chrono::steady_clock::time_point deadline);
     // `error` (from reading the node's frames, or the connection closing) with a hint when it
     // looks like a cluster key mismatch.
     Error explain(const Error& error) const;
