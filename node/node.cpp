@@ -6,6 +6,7 @@
 #include <mutex>
 #include <thread>
 
+#include "chord/placement.hpp"
 #include "net/admin_codec.hpp"
 #include "node/vnode_ids.hpp"
 
@@ -151,32 +152,94 @@ Result<std::unique_ptr<Node>> Node::open(asio::io_context& io, NodeOptions optio
     if (auto mark = check_cluster_mark(*node->store_, o.transport.cluster_key); !mark) {
         return R(Errc::storage_error, "data dir '" + o.data_dir + "': " + mark.error().message());
     }
-    auto ids = load_or_create_vnode_ids(*node->store_, node->advertise_text_, o.vnodes);
-    if (!ids)
-        return R(ids.error().code(), "data dir '" + o.data_dir + "': " + ids.error().detail());
-    node->ids_ = std::move(ids).value();
-    for (const auto& id : node->ids_) {
-        node->sorted_ids_.emplace_back(id, node->vnodes_.size());
-        node->vnodes_.push_back(std::make_unique<chord::Protocol>(
-            chord::Peer{id, node->advertise_text_}, o.protocol, node->rng_));
+    auto ids = load_vnode_ids(*node->store_, o.vnodes);
+    const bool place_later = !ids && ids.code() == Errc::not_found && !o.join.empty() &&
+                             o.placement == VnodePlacement::balanced;
+    if (!place_later) {
+        // A data dir with ids, or a new one that starts a ring or takes SHA-1 ids.
+        if (!ids && ids.code() == Errc::not_found) {
+            ids = load_or_create_vnode_ids(*node->store_, node->advertise_text_, o.vnodes);
+        }
+        if (!ids) {
+            return R(ids.error().code(), "data dir '" + o.data_dir + "': " + ids.error().detail());
+        }
+        node->adopt_ids(std::move(ids).value());
     }
-    std::sort(node->sorted_ids_.begin(), node->sorted_ids_.end());
-    node->counters_.resize(node->vnodes_.size());
-    node->repair_memo_.resize(node->vnodes_.size());
-    node->arc_synced_.assign(node->vnodes_.size(), false);
-    node->repair_seen_predecessor_.resize(node->vnodes_.size());
-    node->arc_epoch_.assign(node->vnodes_.size(), 0);
     return node;
+}
+
+void Node::adopt_ids(std::vector<chord::NodeId> ids) {
+    ids_ = std::move(ids);
+    for (const auto& id : ids_) {
+        sorted_ids_.emplace_back(id, vnodes_.size());
+        vnodes_.push_back(std::make_unique<chord::Protocol>(chord::Peer{id, advertise_text_},
+                                                            options_.protocol, rng_));
+    }
+    std::sort(sorted_ids_.begin(), sorted_ids_.end());
+    counters_.resize(vnodes_.size());
+    repair_memo_.resize(vnodes_.size());
+    arc_synced_.assign(vnodes_.size(), false);
+    repair_seen_predecessor_.resize(vnodes_.size());
+    arc_epoch_.assign(vnodes_.size(), 0);
 }
 
 // --- lifecycle --------------------------------------------------------------------------
 
 void Node::start(NodeCallback ready) {
     ready_ = std::move(ready);
+    join_deadline_ = now() + options_.join_timeout;
+    if (vnodes_.empty()) {
+        place_vnodes();
+    } else {
+        join_ring();
+    }
+}
+
+void Node::place_vnodes() {
+    if (stopped_) return;
+    // The walk asks the processes it learns of, as chordkv::Client does, within the time left
+    // to join (and RingViewOptions' default bounds).
+    const RingViewOptions bounds;
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(join_deadline_ - now());
+    RingWalk walk(options_.join, bounds.walk_processes_max,
+                  RingWalk::Clock::now() + std::min(bounds.walk_timeout, left));
+    if (!walker_) walker_ = std::make_unique<RingWalker>(*peers_);
+    std::weak_ptr<int> alive = alive_;
+    walker_->start(std::move(walk), [this, alive](const RingWalk& finished) {
+        if (alive.expired() || stopped_) return;
+        const auto ring = finished.vnodes();
+        if (ring.empty()) {
+            std::string seeds;
+            for (const auto& seed : options_.join) seeds += (seeds.empty() ? "" : ", ") + seed;
+            last_join_error_ =
+                Error(Errc::unreachable, "no seed answered a ring walk (" + seeds + ")");
+            if (now() >= join_deadline_) {
+                if (auto ready = std::move(ready_)) ready(Status(last_join_error_));
+                return;
+            }
+            auto retry = std::make_shared<asio::steady_timer>(io_, kJoinRetryDelay);
+            retry->async_wait([this, alive, retry](const boost::system::error_code& ec) {
+                if (!ec && !alive.expired()) place_vnodes();
+            });
+            return;
+        }
+        auto ids = chord::place_vnodes(ring, options_.vnodes, advertise_text_);
+        if (auto stored = store_vnode_ids(*store_, advertise_text_, ids); !stored) {
+            if (auto ready = std::move(ready_)) {
+                ready(Status(Errc::storage_error,
+                             "data dir '" + options_.data_dir + "': " + stored.error().message()));
+            }
+            return;
+        }
+        adopt_ids(std::move(ids));
+        join_ring();
+    });
+}
+
+void Node::join_ring() {
     transport_->start([this](chord::Envelope e) { on_envelope(std::move(e)); },
                       [this](const std::shared_ptr<net::Connection>& from,
                              const net::FrameView& frame) { on_frame(from, frame); });
-    join_deadline_ = now() + options_.join_timeout;
     if (options_.join.empty()) {
         // A new ring: every vnode of this process is a member from the start.
         std::vector<chord::Peer> members;

@@ -45,9 +45,12 @@
 #include "net/peer_pool.hpp"
 #include "net/replication_queue.hpp"
 #include "net/transport.hpp"
+#include "node/ring_walker.hpp"
 #include "storage/key_store.hpp"
 
 namespace chordkv {
+
+enum class VnodePlacement { balanced, hashed };
 
 struct NodeOptions {
     // Address to bind UDP and TCP on. Port 0 picks a free port (tests).
@@ -61,6 +64,12 @@ struct NodeOptions {
     std::string data_dir = "chordkv-data";
     // Ring positions this process owns; a bigger machine takes more (its weight).
     std::uint32_t vnodes = 8;
+    // Where a new data dir that joins a ring puts its vnodes: `balanced` walks the ring
+    // through the seeds first and takes its share from the processes holding the most
+    // (chord/placement.hpp); `hashed` uses SHA-1("<advertise>#<i>") (what HashRing::point_id
+    // computes from an address). The first process of a ring, and a data dir that has ids,
+    // keep theirs either way.
+    VnodePlacement placement = VnodePlacement::balanced;
     // Protocol settings (successor list length r, timers, limits).
     chord::ProtocolOptions protocol;
     // Transport settings, including the cluster key (empty = no frame MAC).
@@ -101,8 +110,9 @@ using NodeCallback = std::function<void(Status status)>;
 
 class Node {
 public:
-    // Binds the sockets, opens the store and loads (or creates) the vnode ids. Nothing is sent
-    // until start(). Errors: the bind error (address in use, ...), invalid_argument for a bad
+    // Binds the sockets, opens the store and loads (or creates) the vnode ids; a new data dir
+    // that joins with balanced placement gets its ids in start(). Nothing is sent until
+    // start(). Errors: the bind error (address in use, ...), invalid_argument for a bad
     // address or vnode count, storage_error/corruption for the data dir.
     static Result<std::unique_ptr<Node>> open(boost::asio::io_context& io, NodeOptions options);
     ~Node();
@@ -110,7 +120,9 @@ public:
     Node& operator=(const Node&) = delete;
 
     // Creates a new ring (no seeds) or joins through the seeds; `ready` gets success once every
-    // vnode is a ring member, or the last join error after join_timeout.
+    // vnode is a ring member, or the last join error after join_timeout. A new data dir with
+    // balanced placement first walks the ring through the seeds (retried until join_timeout),
+    // places its vnodes and persists their ids, then joins.
     void start(NodeCallback ready);
     // Graceful leave: hands every arc this process holds to the processes that take it over
     // (the new owner and its replica holders, in batches from a RocksDB snapshot, while
@@ -129,6 +141,7 @@ public:
 
     const net::HostPort& advertise() const noexcept { return advertise_; }
     std::uint16_t port() const { return transport_->port(); }
+    // Empty until start() has placed them (a new data dir joining with balanced placement).
     const std::vector<chord::NodeId>& vnode_ids() const noexcept { return ids_; }
     // Every vnode's state and counters, as served to chordctl. With `keys`, also how many
     // keys each vnode owns and holds as a replica (reads every key's header: a stats call,
@@ -154,6 +167,11 @@ private:
     void pump();
     void arm_timer();
     void on_timer();
+    // Creates the vnodes with these ids (open(), or start() after placing them).
+    void adopt_ids(std::vector<chord::NodeId> ids);
+    // Walks the ring through the seeds and places the vnodes; then join_ring().
+    void place_vnodes();
+    void join_ring();
     void join_vnode(std::size_t index, std::size_t seed_index);
     void joined_all();
 
@@ -343,6 +361,8 @@ private:
     NodeCallback left_handler_;
     chord::Time timer_at_ = chord::Time::max();
     NodeCallback ready_;
+    // The ring walk of place_vnodes(), alive while it runs.
+    std::unique_ptr<RingWalker> walker_;
     chord::Time join_deadline_{};
     Error last_join_error_{Errc::unreachable};
     bool stopped_ = false;

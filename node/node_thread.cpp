@@ -9,7 +9,6 @@ Result<std::unique_ptr<NodeThread>> NodeThread::start(NodeOptions options) {
     if (!opened) return R(opened.error());
     t->node_ = std::move(opened).value();
     t->port_ = t->node_->port();
-    t->ids_ = t->node_->vnode_ids();
 
     std::promise<Status> ready;
     auto ready_future = ready.get_future();
@@ -22,6 +21,8 @@ Result<std::unique_ptr<NodeThread>> NodeThread::start(NodeOptions options) {
         t->stop();
         return R(status.error());
     }
+    // Placed in start() when a new data dir joined; the node's thread no longer changes them.
+    t->ids_ = t->node_->vnode_ids();
     return t;
 }
 

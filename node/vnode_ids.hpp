@@ -19,6 +19,15 @@ inline constexpr std::string_view kMetaAdvertise = "advertise";  // address the 
 // "none" for a cluster without a key (the key itself is never stored).
 inline constexpr std::string_view kMetaClusterMark = "cluster_mark";
 
+// The vnode ids persisted in `store`. Errors: not_found when none are (a new data dir);
+// invalid_argument when it holds a different number than `vnodes` (the message says both);
+// corruption when they do not decode; storage errors from the store.
+Result<std::vector<chord::NodeId>> load_vnode_ids(storage::KeyStore& store, std::uint32_t vnodes);
+
+// Persists `ids` (placed or derived from `advertise`) with `advertise`, for load_vnode_ids.
+Status store_vnode_ids(storage::KeyStore& store, std::string_view advertise,
+                       const std::vector<chord::NodeId>& ids);
+
 // Returns the vnode ids persisted in `store`. On first use (none persisted) it derives
 // `vnodes` ids as SHA-1("<advertise>#<i>") and persists them with `advertise`.
 // Errors: invalid_argument when vnodes == 0 or the store holds a different number of vnodes

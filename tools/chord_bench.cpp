@@ -76,6 +76,7 @@
 #include "net/self_connect.hpp"
 #include "node/reply.hpp"
 #include "node/ring_view.hpp"
+#include "node/ring_walker.hpp"
 #include "tools/histogram.hpp"
 
 namespace po = boost::program_options;
@@ -190,58 +191,31 @@ chordkv::net::PeerPoolOptions pool_options(const Settings& s) {
     return o;
 }
 
-// Drives the walks of a RingView over a PeerPool: every process the walk hands out is asked at
-// once (InfoRequest); `done` runs when the walk has ended and the view took its result.
+// Drives the walks of a RingView over a PeerPool (RingWalker); `done` runs when the walk has
+// ended and the view took its result.
 class AsyncWalk {
 public:
     AsyncWalk(PeerPool& pool, RingView& view, std::vector<std::string> seeds)
-        : pool_(pool), view_(view), seeds_(std::move(seeds)) {}
+        : walker_(pool), view_(view), seeds_(std::move(seeds)) {}
 
     // Starts a walk if the view asks for one. false: none was due (or one is running).
     bool start_if_due(std::function<void()> done = {}) {
         const auto now = Clock::now();
         if (!view_.walk_due(now)) return false;
-        walk_.emplace(view_.start_walk(seeds_, now));
-        done_ = std::move(done);
         ++walks_;
-        pump();
+        walker_.start(view_.start_walk(seeds_, now),
+                      [this, done = std::move(done)](const RingWalk& walk) {
+                          view_.finish_walk(walk);
+                          if (done) done();
+                      });
         return true;
     }
     std::uint64_t walks() const noexcept { return walks_; }
 
 private:
-    void pump() {
-        const std::string* key = pool_.key();
-        while (auto address = walk_->next(Clock::now())) {
-            pool_.call(
-                *address,
-                [key](std::uint64_t rid) {
-                    return chordkv::net::encode_admin(chordkv::net::InfoRequest{rid, false}, key);
-                },
-                [this, address = *address](Result<Frame> frame) {
-                    if (!walk_) return;
-                    auto info = frame ? decode_reply<chordkv::net::InfoReply>(*frame, address)
-                                      : Result<chordkv::net::InfoReply>(frame.error());
-                    if (info) {
-                        walk_->on_reply(address, *info);
-                    } else {
-                        walk_->on_failure(address);
-                    }
-                    pump();
-                });
-        }
-        if (walk_->done(Clock::now())) {
-            view_.finish_walk(*walk_);
-            walk_.reset();
-            if (auto done = std::move(done_)) done();
-        }
-    }
-
-    PeerPool& pool_;
+    chordkv::RingWalker walker_;
     RingView& view_;
     std::vector<std::string> seeds_;
-    std::optional<RingWalk> walk_;
-    std::function<void()> done_;
     std::uint64_t walks_ = 0;
 };
 

@@ -44,6 +44,7 @@ struct Settings {
     std::string join;       // comma-separated seeds
     std::string data_dir = "chordkv-data";
     std::uint32_t vnodes = 8;
+    std::string vnode_placement = "balanced";  // NodeOptions::placement
     std::size_t successors = 8;
     std::size_t replicas = 3;
     std::size_t write_acks = 2;
@@ -79,6 +80,15 @@ int run(const Settings& settings) {
     options.join = split_commas(settings.join);
     options.data_dir = settings.data_dir;
     options.vnodes = settings.vnodes;
+    if (settings.vnode_placement == "balanced") {
+        options.placement = chordkv::VnodePlacement::balanced;
+    } else if (settings.vnode_placement == "hashed") {
+        options.placement = chordkv::VnodePlacement::hashed;
+    } else {
+        spdlog::error("--vnode-placement must be balanced or hashed, got '{}'",
+                      settings.vnode_placement);
+        return kExitUsage;
+    }
     options.protocol.successors = settings.successors;
     options.replicas = settings.replicas;
     options.write_acks = settings.write_acks;
@@ -145,7 +155,7 @@ int run(const Settings& settings) {
     }
     auto& node = **opened;
     spdlog::info("chordd {} listening on {}, {} vnodes, data in '{}'", node.advertise().to_string(),
-                 settings.listen, node.vnode_ids().size(), settings.data_dir);
+                 settings.listen, options.vnodes, settings.data_dir);
 
     int exit_code = EXIT_SUCCESS;
     node.start([&](chordkv::Status status) {
@@ -217,6 +227,10 @@ int main(int argc, char** argv) {
          "virtual nodes (ring positions) this process owns")                 //
         ("join", po::value(&s.join),                                         //
          "HOST:PORT[,HOST:PORT...] seeds to join through (none: new ring)")  //
+        ("vnode-placement", po::value(&s.vnode_placement)->default_value(s.vnode_placement),
+         "where a new data dir joining a ring puts its vnodes: balanced (takes its share from "
+         "the processes holding the most; add processes one at a time) or hashed "
+         "(SHA-1 of ADVERTISE#i)")  //
         ("replicas", po::value(&s.replicas)->default_value(s.replicas),
          "copies of every key (owner + next distinct processes)")  //
         ("write-acks", po::value(&s.write_acks)->default_value(s.write_acks),

@@ -12,6 +12,8 @@
 #include <random>
 #include <thread>
 
+#include "chord/hash_ring.hpp"
+#include "chord/placement.hpp"
 #include "cluster.hpp"
 
 namespace chordkv::testing {
@@ -113,6 +115,83 @@ TEST(RingIntegration, TenProcessesFormTheIdealRingAndSurviveCrashes) {
         15s, 200ms))
         << "restarted process did not rejoin: " << problem;
     EXPECT_EQ(cluster.live_ids().size(), 9u * 8u);
+}
+
+// Processes that join one at a time place their vnodes (chord/placement.hpp): four processes
+// of 8 vnodes own a quarter of the ring each, and of the keys. SHA-1 ids would leave them
+// anywhere from 0.11 to 0.36 (the unit test's ten-process ring shows the spread).
+TEST(RingIntegration, JoiningProcessesTakeEvenShares) {
+    Cluster cluster({});
+    constexpr std::size_t kProcesses = 4;
+    ASSERT_TRUE(cluster.start(0, -1)) << cluster.log(0);
+    for (std::size_t i = 1; i < kProcesses; ++i) {
+        ASSERT_TRUE(cluster.start(i, static_cast<int>(i - 1))) << cluster.log(i);
+    }
+    std::string problem;
+    ASSERT_TRUE(wait_for([&] { return (problem = cluster.ideal_ring_problem()).empty(); }, 15s))
+        << problem << "\n"
+        << cluster.dump();
+
+    std::map<chord::NodeId, std::string> ring;
+    for (std::size_t i = 0; i < kProcesses; ++i) {
+        auto info = cluster.info(i);
+        ASSERT_TRUE(info) << info.error().message();
+        for (const auto& v : info->vnodes) ring.emplace(v.id, cluster.address(i));
+    }
+    ASSERT_EQ(ring.size(), kProcesses * 8);
+    for (const auto& [address, share] : chord::ring_shares(ring)) {
+        std::cout << "[placement] " << address << " owns " << share << " of the ring\n";
+        EXPECT_NEAR(share, 0.25, 0.02) << address;
+    }
+
+    // The keys follow the arcs: 4,000 keys, each process owns about 1,000 of them.
+    constexpr int kKeys = 4000;
+    const auto file = std::filesystem::path(cluster.data_dir(0)).parent_path() / "keys.tsv";
+    {
+        std::ofstream out(file);
+        for (int k = 0; k < kKeys; ++k) out << "even-" << k << "\tv\n";
+    }
+    auto loaded =
+        run_command({chordctl_path(), "--node", cluster.address(0), "load", file.string()}, 30s);
+    ASSERT_EQ(loaded.exit_code, 0) << loaded.out;
+    std::uint64_t owned_total = 0;
+    std::vector<std::uint64_t> owned(kProcesses, 0);
+    ASSERT_TRUE(wait_for(
+        [&] {
+            owned_total = 0;
+            for (std::size_t i = 0; i < kProcesses; ++i) {
+                auto info = cluster.info(i, /*keys=*/true);
+                if (!info) return false;
+                owned[i] = 0;
+                for (const auto& v : info->vnodes) owned[i] += v.keys_owned;
+                owned_total += owned[i];
+            }
+            return owned_total == kKeys;
+        },
+        10s))
+        << owned_total << " keys owned, " << kKeys << " written";
+    for (std::size_t i = 0; i < kProcesses; ++i) {
+        // 1,000 expected; binomial spread about 27, so 850..1150 holds unless the arcs are off.
+        EXPECT_GT(owned[i], 850u) << cluster.address(i);
+        EXPECT_LT(owned[i], 1150u) << cluster.address(i);
+    }
+}
+
+// --vnode-placement hashed: a joining process's ids are SHA-1("<address>#<i>"), as HashRing
+// computes them from the address.
+TEST(RingIntegration, HashedPlacementUsesSha1Ids) {
+    ClusterOptions options;
+    options.vnodes = 4;
+    options.extra_flags = {"--vnode-placement", "hashed"};
+    Cluster cluster(options);
+    ASSERT_TRUE(cluster.start(0, -1)) << cluster.log(0);
+    ASSERT_TRUE(cluster.start(1, 0)) << cluster.log(1);
+    auto info = cluster.info(1);
+    ASSERT_TRUE(info) << info.error().message();
+    ASSERT_EQ(info->vnodes.size(), 4u);
+    for (std::uint32_t v = 0; v < 4; ++v) {
+        EXPECT_EQ(info->vnodes[v].id, chord::HashRing::point_id(cluster.address(1), v));
+    }
 }
 
 TEST(RingIntegration, GracefulLeaveOnSigterm) {
