@@ -2,7 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
-#include <optional>
+#include <set>
 
 #include "chord/hash_ring.hpp"
 
@@ -14,6 +14,9 @@ struct Point {
     NodeId id;
     std::size_t process;
 };
+
+// An arc's neighbourhood: this many vnodes on either side of it.
+constexpr std::size_t kNeighbourhood = 4;
 
 // prev + the fraction `x` of the ring, with the low 96 bits taken from `low` (a SHA-1).
 NodeId cut_at(const NodeId& prev, double x, const NodeId& low) {
@@ -27,7 +30,7 @@ NodeId cut_at(const NodeId& prev, double x, const NodeId& low) {
 
 std::vector<NodeId> place_vnodes(const std::map<NodeId, std::string>& ring, std::uint32_t count,
                                  std::string_view name) {
-    // The ring without this process's old vnodes, its processes numbered; `name` is the last.
+    // The ring without this process's old vnodes, its processes numbered.
     std::vector<Point> points;
     std::map<std::string_view, std::size_t> index;
     std::vector<double> weight;
@@ -38,67 +41,122 @@ std::vector<NodeId> place_vnodes(const std::map<NodeId, std::string>& ring, std:
         ++weight[it->second];
         points.push_back({id, it->second});
     }
-    const std::size_t self = weight.size();
-    weight.push_back(count);
-
     std::vector<NodeId> out;
-    std::vector<double> share(weight.size(), 0.0);
-    double total_weight = 0;
-    for (double w : weight) total_weight += w;
-    std::vector<double> target;
-    for (double w : weight) target.push_back(w / total_weight);
-    const auto arc = [&](std::size_t i) {  // share of the arc that ends at points[i]
-        return ring_share(points[(i + points.size() - 1) % points.size()].id, points[i].id);
-    };
-    for (std::size_t i = 0; i < points.size(); ++i) share[points[i].process] += arc(i);
-
-    // Smallest cut worth making: well above the 2^-64 resolution of the top 64 bits.
-    constexpr double kCutMin = 0x1p-48;
-    for (std::uint32_t k = 0; k < count && !points.empty(); ++k) {
-        const double need = target[self] - share[self];
-        if (need <= 0) break;
-        const double cap = 1.5 * need / (count - k);
-        struct Cut {
-            double gain;
-            std::size_t at;
-            double x;
-        };
-        std::optional<Cut> best;
-        for (std::size_t i = 0; i < points.size(); ++i) {
-            const std::size_t p = points[i].process;
-            if (p == self) continue;
-            const double length = arc(i);
-            // Σ (share - target)² / target changes by a quadratic in x when x moves from p to
-            // the joiner; its minimum is at x_best, clamped to what the arc and cap allow.
-            const double over_p = (share[p] - target[p]) / target[p];
-            const double over_self = (share[self] - target[self]) / target[self];
-            const double x_best = (over_p - over_self) / (1 / target[p] + 1 / target[self]);
-            const double x = std::min({x_best, 0.999 * length, cap});
-            if (x < kCutMin) continue;
-            const auto square = [](double v) { return v * v; };
-            const double change =
-                (square(share[p] - x - target[p]) - square(share[p] - target[p])) / target[p] +
-                (square(share[self] + x - target[self]) - square(share[self] - target[self])) /
-                    target[self];
-            if (change < 0 && (!best || change < best->gain)) best = Cut{change, i, x};
+    std::set<NodeId> taken;
+    for (const auto& point : points) taken.insert(point.id);
+    const auto fill_with_sha1 = [&] {
+        for (std::uint32_t i = 0; out.size() < count; ++i) {
+            const NodeId id = HashRing::point_id(name, i);
+            if (taken.insert(id).second) out.push_back(id);
         }
-        if (!best) break;
-        const NodeId& prev = points[(best->at + points.size() - 1) % points.size()].id;
-        const NodeId id = cut_at(prev, best->x, HashRing::point_id(name, k));
-        if (!in_open(id, prev, points[best->at].id)) break;  // cannot happen: x < the arc
-        const double taken = ring_share(prev, id);
-        share[points[best->at].process] -= taken;
-        share[self] += taken;
-        points.insert(points.begin() + static_cast<std::ptrdiff_t>(best->at), Point{id, self});
-        out.push_back(id);
+        return out;
+    };
+    const std::size_t n = points.size();
+    const std::size_t processes = weight.size();
+    if (n == 0 || count == 0) return fill_with_sha1();
+
+    // Arcs, shares, and what each process over its target gives (in total, the joiner's share).
+    const auto prev = [&](std::size_t i) { return (i + n - 1) % n; };
+    std::vector<double> length(n);
+    std::vector<double> share(processes, 0.0);
+    for (std::size_t i = 0; i < n; ++i) {
+        length[i] = ring_share(points[prev(i)].id, points[i].id);
+        share[points[i].process] += length[i];
     }
-    // Whatever was not placed by a cut falls where SHA-1 puts it (skipping ids in use).
-    for (std::uint32_t i = 0; out.size() < count; ++i) {
-        const NodeId id = HashRing::point_id(name, i);
-        const bool used = ring.count(id) > 0 || std::find(out.begin(), out.end(), id) != out.end();
-        if (!used) out.push_back(id);
+    double total_weight = count;
+    for (double w : weight) total_weight += w;
+    const double joiner = count / total_weight;
+    std::vector<double> give(processes, 0.0);
+    double excess = 0;
+    for (std::size_t p = 0; p < processes; ++p) {
+        give[p] = std::max(0.0, share[p] - weight[p] / total_weight);
+        excess += give[p];
     }
-    return out;
+    if (excess <= 0) return fill_with_sha1();
+
+    // Cuts per process in proportion to what it gives (largest remainder); a process left
+    // without a cut gives nothing, and the others make up for it.
+    std::vector<std::uint32_t> cuts(processes, 0);
+    std::vector<std::pair<double, std::size_t>> remainder;
+    std::uint32_t assigned = 0;
+    for (std::size_t p = 0; p < processes; ++p) {
+        const double exact = count * give[p] / excess;
+        cuts[p] = static_cast<std::uint32_t>(exact);
+        assigned += cuts[p];
+        remainder.emplace_back(-(exact - cuts[p]), p);
+    }
+    std::sort(remainder.begin(), remainder.end());
+    for (std::size_t r = 0; assigned < count; ++r, ++assigned) ++cuts[remainder[r].second];
+    double giving = 0;
+    for (std::size_t p = 0; p < processes; ++p) giving += cuts[p] > 0 ? give[p] : 0;
+    for (std::size_t p = 0; p < processes; ++p) {
+        give[p] = cuts[p] > 0 ? give[p] * joiner / giving : 0;
+    }
+
+    // Which arcs of each process to cut: those inside a run first, then those whose
+    // neighbourhood holds the fewest processes, then the longest; the longest alone when the
+    // preferred ones are too short to give the process's share.
+    struct Arc {
+        bool run;
+        std::size_t diversity;
+        double length;
+        std::size_t at;
+    };
+    std::vector<std::vector<Arc>> arcs(processes);
+    for (std::size_t i = 0; i < n; ++i) {
+        std::set<std::size_t> near;
+        for (std::size_t d = 0; d <= 2 * kNeighbourhood; ++d) {
+            near.insert(
+                points[(i + d + (kNeighbourhood / n + 1) * n - kNeighbourhood) % n].process);
+        }
+        arcs[points[i].process].push_back(
+            {points[prev(i)].process == points[i].process, near.size(), length[i], i});
+    }
+    const auto longest_first = [](const Arc& a, const Arc& b) {
+        return a.length != b.length ? a.length > b.length : a.at < b.at;
+    };
+    std::uint32_t next_index = 0;
+    for (std::size_t p = 0; p < processes; ++p) {
+        if (cuts[p] == 0) continue;
+        std::vector<Arc> mine = arcs[p];
+        std::sort(mine.begin(), mine.end(), [&](const Arc& a, const Arc& b) {
+            if (a.run != b.run) return a.run;
+            if (a.diversity != b.diversity) return a.diversity < b.diversity;
+            return longest_first(a, b);
+        });
+        const std::size_t chosen = std::min<std::size_t>(cuts[p], mine.size());
+        mine.resize(chosen);
+        double sum = 0;
+        for (const auto& arc : mine) sum += arc.length;
+        if (0.999 * sum < give[p]) {
+            mine = arcs[p];
+            std::sort(mine.begin(), mine.end(), longest_first);
+            mine.resize(chosen);
+            sum = 0;
+            for (const auto& arc : mine) sum += arc.length;
+        }
+        // More cuts than arcs (a joiner with more vnodes than the process has): the longest
+        // arcs are cut more than once, the joiner's share of each split between its cuts.
+        std::sort(mine.begin(), mine.end(), longest_first);
+        std::vector<std::uint32_t> per_arc(mine.size(), 1);
+        for (std::uint32_t extra = 0; extra < cuts[p] - chosen; ++extra) {
+            ++per_arc[extra % mine.size()];
+        }
+        for (std::size_t a = 0; a < mine.size(); ++a) {
+            const Arc& arc = mine[a];
+            const double x = std::min(give[p] * arc.length / sum, 0.999 * arc.length);
+            const NodeId& from = points[prev(arc.at)].id;
+            for (std::uint32_t m = 1; m <= per_arc[a]; ++m) {
+                const NodeId id =
+                    cut_at(from, x * m / per_arc[a], HashRing::point_id(name, next_index++));
+                // Outside the arc only when it is under 2^-64 of the ring: left to SHA-1.
+                if (in_open(id, from, points[arc.at].id) && taken.insert(id).second) {
+                    out.push_back(id);
+                }
+            }
+        }
+    }
+    return fill_with_sha1();
 }
 
 std::map<std::string, double> ring_shares(const std::map<NodeId, std::string>& ring) {

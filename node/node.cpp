@@ -209,10 +209,13 @@ void Node::place_vnodes() {
         if (alive.expired() || stopped_) return;
         const auto ring = finished.vnodes();
         if (ring.empty()) {
-            std::string seeds;
-            for (const auto& seed : options_.join) seeds += (seeds.empty() ? "" : ", ") + seed;
-            last_join_error_ =
-                Error(Errc::unreachable, "no seed answered a ring walk (" + seeds + ")");
+            std::string message = "join through";
+            for (const auto& seed : options_.join) {
+                message += (&seed == &options_.join.front() ? " " : ",") + seed;
+            }
+            message += ": no seed answered a ring walk";
+            if (!walker_->last_failure().empty()) message += " (" + walker_->last_failure() + ")";
+            last_join_error_ = Error(Errc::unreachable, message);
             if (now() >= join_deadline_) {
                 if (auto ready = std::move(ready_)) ready(Status(last_join_error_));
                 return;

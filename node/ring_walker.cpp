@@ -32,6 +32,7 @@ void RingWalker::pump() {
                 if (info) {
                     walk_->on_reply(address, *info);
                 } else {
+                    last_failure_ = address + ": " + info.error().message();
                     walk_->on_failure(address);
                 }
                 pump();

@@ -8,6 +8,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <string>
 
 #include "net/peer_pool.hpp"
 #include "node/ring_view.hpp"
@@ -30,6 +31,9 @@ public:
     // runs. A walk whose pool is closed ends as every address fails.
     bool start(RingWalk walk, Done done);
     bool running() const noexcept { return walk_.has_value(); }
+    // Why the last process that failed to answer did not (address: error), for messages;
+    // empty when none failed.
+    const std::string& last_failure() const noexcept { return last_failure_; }
 
 private:
     void pump();
@@ -37,6 +41,7 @@ private:
     net::PeerPool& pool_;
     std::optional<RingWalk> walk_;
     Done done_;
+    std::string last_failure_;
     std::shared_ptr<int> alive_ = std::make_shared<int>(0);
 };
 

@@ -47,13 +47,14 @@ TEST(Placement, AnEmptyRingGetsTheSha1Ids) {
     for (std::uint32_t i = 0; i < 4; ++i) EXPECT_EQ(ids[i], HashRing::point_id("a:1", i));
 }
 
+// The second process cuts every arc of the first once, taking half of each: exactly half.
 TEST(Placement, TheSecondProcessTakesHalf) {
     std::map<NodeId, std::string> ring;
     join(ring, name(0), 8, false);
     join(ring, name(1), 8, true);
     const auto shares = ring_shares(ring);
-    EXPECT_NEAR(shares.at(name(0)), 0.5, 0.005);
-    EXPECT_NEAR(shares.at(name(1)), 0.5, 0.005);
+    EXPECT_NEAR(shares.at(name(0)), 0.5, 1e-6);
+    EXPECT_NEAR(shares.at(name(1)), 0.5, 1e-6);
 }
 
 TEST(Placement, SharesAddUpToTheWholeRing) {
@@ -69,21 +70,64 @@ TEST(Placement, SharesAddUpToTheWholeRing) {
 // Ten processes joining one at a time stay near even with placement, and not without it (the
 // same names with SHA-1 ids: bench-ring's three processes own 37 / 19 / 44 %).
 TEST(Placement, SequentialJoinsStayNearEven) {
-    for (std::uint32_t vnodes : {4u, 8u, 32u}) {
+    // Largest deviation from a fair share over 2..10 processes (SHA-1 ids reach 0.29-1.95 at
+    // 4 vnodes, 0.45-1.69 at 8, 0.70-1.32 at 32 for the same names). Placed, it is exact
+    // unless a process over its share is left without a cut (more processes give than the
+    // joiner has vnodes: the 10th process of 8 vnodes, the 6th of 4) and keeps its excess.
+    const std::map<std::uint32_t, double> slack{{4u, 0.21}, {8u, 0.12}, {32u, 1e-6}};
+    for (const auto& [vnodes, allowed] : slack) {
         std::map<NodeId, std::string> placed, hashed;
         std::map<std::string, std::uint32_t> weights;
+        double worst_placed = 0, worst_hashed = 0;
         for (int i = 0; i < 10; ++i) {
             join(placed, name(i), vnodes, i > 0);
             join(hashed, name(i), vnodes, false);
             weights[name(i)] = vnodes;
-            const auto [high, low] = spread(placed, weights);
-            // 4 vnodes give the cuts least room: a process takes from at most 4 arcs.
-            const double slack = vnodes == 4 ? 0.2 : 0.1;
-            EXPECT_LT(high, 1 + slack) << vnodes << " vnodes, " << i + 1 << " processes";
-            EXPECT_GT(low, 1 - slack) << vnodes << " vnodes, " << i + 1 << " processes";
+            for (const auto* ring : {&placed, &hashed}) {
+                const auto [high, low] = spread(*ring, weights);
+                double& worst = ring == &placed ? worst_placed : worst_hashed;
+                worst = std::max({worst, high - 1, 1 - low});
+            }
         }
-        const auto [high, low] = spread(hashed, weights);
-        EXPECT_GT(high - low, 0.3) << "SHA-1 ids were even by chance: the test shows nothing";
+        EXPECT_LT(worst_placed, allowed) << vnodes << " vnodes";
+        EXPECT_GT(worst_hashed, 0.3) << vnodes << " vnodes: SHA-1 ids were even by chance";
+    }
+}
+
+// Length of the longest run of consecutive vnodes of one process, and how many vnodes have
+// fewer than `others` other processes among their next `r` successors.
+std::pair<std::size_t, std::size_t> runs(const std::map<NodeId, std::string>& ring, std::size_t r,
+                                         std::size_t others) {
+    std::vector<std::string> order;
+    for (const auto& [id, who] : ring) order.push_back(who);
+    std::size_t longest = 0, run = 0, short_lists = 0;
+    for (std::size_t i = 0; i < order.size(); ++i) {
+        run = order[i] == order[(i + order.size() - 1) % order.size()] ? run + 1 : 1;
+        longest = std::max(longest, run);
+        std::set<std::string> seen;
+        for (std::size_t j = 1; j <= r && j < order.size(); ++j) {
+            const std::string& next = order[(i + j) % order.size()];
+            if (next != order[i]) seen.insert(next);
+        }
+        if (seen.size() < others) ++short_lists;
+    }
+    return {longest, short_lists};
+}
+
+// Placement interleaves the processes: without the preference for arcs inside runs, five
+// processes of 128 vnodes left a run of 39 vnodes of the first one, and 169 of 640 successor
+// lists (r = 8) named fewer than 2 other processes (the replicas of R = 3).
+TEST(Placement, NoTwoNeighboursShareAProcess) {
+    for (std::uint32_t vnodes : {8u, 128u}) {
+        std::map<NodeId, std::string> placed, hashed;
+        for (int i = 0; i < 5; ++i) {
+            join(placed, name(i), vnodes, i > 0);
+            join(hashed, name(i), vnodes, false);
+        }
+        const auto [longest, short_lists] = runs(placed, 8, 2);
+        EXPECT_EQ(longest, 1u) << vnodes << " vnodes";
+        EXPECT_EQ(short_lists, 0u) << vnodes << " vnodes";
+        EXPECT_GT(runs(hashed, 8, 2).first, 1u) << "SHA-1 ids interleaved by chance";
     }
 }
 
@@ -93,9 +137,9 @@ TEST(Placement, AHeavierProcessTakesMore) {
     join(ring, name(1), 8, true);
     join(ring, name(2), 16, true);  // weight 16 of 32: half the ring
     const auto shares = ring_shares(ring);
-    EXPECT_NEAR(shares.at(name(2)), 0.5, 0.03);
-    EXPECT_NEAR(shares.at(name(0)), 0.25, 0.03);
-    EXPECT_NEAR(shares.at(name(1)), 0.25, 0.03);
+    EXPECT_NEAR(shares.at(name(2)), 0.5, 1e-6);
+    EXPECT_NEAR(shares.at(name(0)), 0.25, 1e-6);
+    EXPECT_NEAR(shares.at(name(1)), 0.25, 1e-6);
 }
 
 TEST(Placement, IsDeterministicAndNamesGiveDifferentIds) {
