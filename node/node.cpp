@@ -201,7 +201,12 @@ void Node::place_vnodes() {
     // to join (and RingViewOptions' default bounds).
     const RingViewOptions bounds;
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(join_deadline_ - now());
-    RingWalk walk(options_.join, bounds.walk_processes_max,
+    // Not ourselves: our sockets answer nothing until we join (a walk would wait it out).
+    std::vector<std::string> seeds;
+    for (const auto& seed : options_.join) {
+        if (seed != advertise_text_) seeds.push_back(seed);
+    }
+    RingWalk walk(std::move(seeds), bounds.walk_processes_max,
                   RingWalk::Clock::now() + std::min(bounds.walk_timeout, left));
     if (!walker_) walker_ = std::make_unique<RingWalker>(*peers_);
     std::weak_ptr<int> alive = alive_;

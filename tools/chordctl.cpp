@@ -43,6 +43,7 @@
 #include <vector>
 
 #include "chord/node_id.hpp"
+#include "chord/placement.hpp"
 #include "chord/protocol.hpp"
 #include "net/admin_codec.hpp"
 #include "net/cluster_key.hpp"
@@ -266,6 +267,12 @@ int cmd_ring(const Settings& s) {
                     r.info.successors.front().id.short_hex(10).c_str(), 100.0 * shares[i]);
     }
     std::printf("%zu vnodes on %zu processes\n", rows.size(), processes.size());
+    // Each process's share: how evenly the load falls (--vnode-placement).
+    std::map<NodeId, std::string> ring;
+    for (const auto& r : rows) ring.emplace(r.self.id, r.self.address);
+    for (const auto& [address, share] : chordkv::chord::ring_shares(ring)) {
+        std::printf("%-22s %7.2f%%\n", address.c_str(), 100.0 * share);
+    }
     return kExitOk;
 }
 

@@ -42,6 +42,26 @@ TEST_F(VnodeIdsTest, CreatedOnceThenKeptAcrossRestartsAndAddressChanges) {
     EXPECT_EQ(*again, first);
 }
 
+// Placed ids (chord/placement.hpp) are stored as they are and come back after a restart;
+// load_or_create then keeps them rather than deriving SHA-1 ids.
+TEST_F(VnodeIdsTest, StoredIdsComeBackAsStored) {
+    const std::vector<chord::NodeId> placed{chord::NodeId::from_uint64(7),
+                                            chord::NodeId::from_uint64(1u << 30)};
+    {
+        auto store = open();
+        EXPECT_EQ(load_vnode_ids(*store, 2).code(), Errc::not_found);
+        ASSERT_TRUE(store_vnode_ids(*store, "127.0.0.1:7400", placed));
+    }
+    auto store = open();
+    auto loaded = load_vnode_ids(*store, 2);
+    ASSERT_TRUE(loaded) << loaded.error().message();
+    EXPECT_EQ(*loaded, placed);
+    auto kept = load_or_create_vnode_ids(*store, "127.0.0.1:7400", 2);
+    ASSERT_TRUE(kept);
+    EXPECT_EQ(*kept, placed);
+    EXPECT_EQ(load_vnode_ids(*store, 3).code(), Errc::invalid_argument);
+}
+
 TEST_F(VnodeIdsTest, MismatchedCountAndCorruptMetadataAreErrors) {
     auto store = open();
     ASSERT_TRUE(load_or_create_vnode_ids(*store, "a:1", 4));
