@@ -88,8 +88,20 @@ std::vector<std::string> Node::replica_addresses(const chord::Protocol& vnode,
         if (std::find(out.begin(), out.end(), peer.address) != out.end()) return;
         out.push_back(peer.address);
     };
-    for (const auto& p : vnode.ring_state().successors) take(p);
+    const auto& successors = vnode.ring_state().successors;
+    for (const auto& p : successors) take(p);
     if (out.size() >= count) return out;
+
+    // The merge below sorts every vnode's successors and fingers (thousands of entries at 128
+    // vnodes), and a put to this vnode would pay it each time: it is kept per vnode while the
+    // successor list stays the same, for at most kHoldersMemoFor (the fingers and the other
+    // lists move too; note_predecessors() looks at the holders as often).
+    HoldersMemo& memo = holders_memo_[index_of(vnode)];
+    const chord::Time t = now();
+    const bool same_list = std::equal(
+        successors.begin(), successors.end(), memo.successors.begin(), memo.successors.end(),
+        [](const chord::Peer& a, const chord::NodeId& b) { return a.id == b; });
+    if (memo.count == count && same_list && t - memo.at < kHoldersMemoFor) return memo.holders;
 
     out.clear();
     std::vector<const chord::Peer*> known;
@@ -108,6 +120,11 @@ std::vector<std::string> Node::replica_addresses(const chord::Protocol& vnode,
         return chord::distance(from, a->id) < chord::distance(from, b->id);
     });
     for (const auto* peer : known) take(*peer);
+    memo.at = t;
+    memo.count = count;
+    memo.successors.clear();
+    for (const auto& p : successors) memo.successors.push_back(p.id);
+    memo.holders = out;
     return out;
 }
 

@@ -181,6 +181,7 @@ void Node::adopt_ids(std::vector<chord::NodeId> ids) {
     arc_synced_.assign(vnodes_.size(), false);
     repair_seen_predecessor_.resize(vnodes_.size());
     arc_epoch_.assign(vnodes_.size(), 0);
+    holders_memo_.resize(vnodes_.size());
 }
 
 // --- lifecycle --------------------------------------------------------------------------

@@ -186,6 +186,15 @@ private:
     // The next distinct processes after `vnode` on its successor list, other than this one.
     std::vector<std::string> replica_addresses(const chord::Protocol& vnode,
                                                std::size_t count) const;
+    // replica_addresses()' fallback (a successor list naming too few processes), per vnode.
+    struct HoldersMemo {
+        chord::Time at{};
+        std::size_t count = 0;
+        std::vector<chord::NodeId> successors;  // the list it was computed with
+        std::vector<std::string> holders;
+    };
+    static constexpr std::chrono::milliseconds kHoldersMemoFor{50};
+    mutable std::vector<HoldersMemo> holders_memo_;
     // Runs `coordinate` if a vnode of this process owns `key`; otherwise looks the owner up
     // and answers Redirect (or coordinates anyway when the owner turns out to be here).
     void route_request(const ConnectionPtr& from, std::uint64_t request_id, const std::string& key,
