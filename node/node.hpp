@@ -241,6 +241,9 @@ private:
     struct GcJob;
     void gc_start(std::size_t index);
     void gc_done();
+    // The walk ends before the end of its span: the vnode's next round comes soon (backing
+    // off while it keeps stopping) and its walk resumes where this one stopped.
+    void gc_stopped(const std::shared_ptr<GcJob>& job);
     void gc_step(const std::shared_ptr<GcJob>& job);
     void gc_owner(const std::shared_ptr<GcJob>& job, const Result<chord::LookupResult>& found);
     void gc_decide(const std::shared_ptr<GcJob>& job, const chord::Peer& owner,
@@ -357,6 +360,10 @@ private:
         // Walks of the vnode's replica span in a row that kept copies because a new holder
         // still lacked them (replica_gc.cpp).
         int gc_deferrals = 0;
+        // Where the last walk of the span stopped early (the lookup bound, a peer that failed
+        // or a view that moved), for the next walk to go on from, and how many in a row did.
+        std::optional<chord::NodeId> gc_resume;
+        int gc_stops = 0;
     };
     std::vector<RepairMemo> repair_memo_;
     std::vector<bool> arc_synced_;

@@ -62,6 +62,11 @@ constexpr int kGcLookupsMax = 64;
 // ourselves, and when the next walk comes (the vnode's next repair round, brought forward).
 constexpr int kGcDeferralsMax = 5;
 constexpr std::chrono::seconds kGcRetry{2};
+// A walk that stopped early is resumed after kGcRetry, doubled per stop in a row up to
+// 2^(kGcStopsBackoffMax-1) times (64 s). Before, the next walk came with the vnode's full
+// check (repair_full_interval, 60 s later), and a span longer than kGcLookupsMax owners was
+// never walked to its end.
+constexpr int kGcStopsBackoffMax = 6;
 // Between two erased batches (at most repair_batch_keys_max keys each): dropping is cleanup,
 // and yields to everything else (at 512 keys per 5 ms, about 100,000 copies per second).
 constexpr std::chrono::milliseconds kGcErasePause{5};
@@ -87,6 +92,10 @@ void Node::gc_start(std::size_t index) {
     job->vnode = index;
     job->cursor = from;
     job->end = pred;
+    if (auto& resume = repair_memo_[index].gc_resume) {
+        if (chord::in_open(*resume, from, pred)) job->cursor = *resume;
+        resume.reset();
+    }
     gc_job_ = job;
     gc_step(job);
 }
@@ -100,6 +109,14 @@ void Node::gc_done() {
     arm_repair();
 }
 
+void Node::gc_stopped(const std::shared_ptr<GcJob>& job) {
+    RepairMemo& memo = repair_memo_[job->vnode];
+    memo.gc_resume = job->cursor;
+    memo.gc_stops = std::min(memo.gc_stops + 1, kGcStopsBackoffMax);
+    memo.check_by = std::min(memo.check_by, now() + kGcRetry * (1 << (memo.gc_stops - 1)));
+    gc_done();
+}
+
 void Node::gc_step(const std::shared_ptr<GcJob>& job) {
     if (stopped_) return;
     if (job->cursor == job->end) {
@@ -110,9 +127,11 @@ void Node::gc_step(const std::shared_ptr<GcJob>& job) {
         } else {
             memo.gc_deferrals = 0;
         }
+        memo.gc_stops = 0;
         return gc_done();
     }
-    if (leaving_ || job->lookups >= kGcLookupsMax) return gc_done();
+    if (leaving_) return gc_done();
+    if (job->lookups >= kGcLookupsMax) return gc_stopped(job);
     chord::Protocol& vnode = *vnodes_[job->vnode];
     if (vnode.ring_state().state != chord::MemberState::member) return gc_done();
     ++job->lookups;
@@ -128,9 +147,9 @@ void Node::gc_step(const std::shared_ptr<GcJob>& job) {
 
 void Node::gc_owner(const std::shared_ptr<GcJob>& job, const Result<chord::LookupResult>& found) {
     if (stopped_) return;
-    if (!found) return gc_done();
+    if (!found) return gc_stopped(job);
     const chord::Peer owner = found->owner;
-    if (!chord::in_open_closed(owner.id, job->cursor, job->end)) return gc_done();
+    if (!chord::in_open_closed(owner.id, job->cursor, job->end)) return gc_stopped(job);
     if (owner.address == advertise_text_) {
         job->cursor = owner.id;  // our own vnode (pointers moving): keep
         return gc_step(job);
@@ -145,10 +164,10 @@ void Node::gc_owner(const std::shared_ptr<GcJob>& job, const Result<chord::Looku
         [this, alive, job, owner](Result<net::Frame> answer) {
             if (alive.expired() || stopped_) return;
             if (!answer || answer->type != net::admin_type<net::ReplicaSetReply>()) {
-                return gc_done();
+                return gc_stopped(job);
             }
             auto reply = net::decode_admin<net::ReplicaSetReply>(answer->payload);
-            if (!reply || !reply->owner) return gc_done();
+            if (!reply || !reply->owner) return gc_stopped(job);
             gc_decide(job, owner, std::move(reply->holders));
         },
         options_.replica_timeout);
@@ -179,7 +198,7 @@ void Node::gc_decide(const std::shared_ptr<GcJob>& job, const chord::Peer& owner
         job->cursor, job->sub_to, static_cast<std::uint32_t>(options_.repair_buckets),
         [this, alive, job](Result<storage::ArcDigest> digest) {
             if (alive.expired() || stopped_) return;
-            if (!digest || !job->snapshot) return gc_done();
+            if (!digest || !job->snapshot) return gc_stopped(job);
             job->ours = std::move(*digest);
             gc_compare(job);
         },
@@ -222,7 +241,7 @@ void Node::gc_compare(const std::shared_ptr<GcJob>& job) {
                     }
                 }
                 if (--*pending > 0) return;
-                if (*failed) return gc_done();  // keep our copies; try again next round
+                if (*failed) return gc_stopped(job);  // keep our copies; try again soon
                 // A target with fewer entries than ours in a bucket is being filled (by the
                 // owner, nearly always): wait for that. One with as many or more differs by
                 // versions (writes since we left the set reach only the holders): we push
@@ -264,7 +283,7 @@ void Node::gc_push(const std::shared_ptr<GcJob>& job) {
         if (!sub) continue;
         auto scanned = store_->scan(sub->first, sub->second, options_.repair_batch_keys_max,
                                     job->resume, job->snapshot.get(), detail::kSyncBatchBytesMax);
-        if (!scanned) return gc_done();
+        if (!scanned) return gc_stopped(job);
         if (!scanned->entries.empty()) {
             batch = std::move(*scanned);
             break;
@@ -319,13 +338,13 @@ void Node::gc_push(const std::shared_ptr<GcJob>& job) {
                 request->request_id = rid;
                 return net::encode_admin(*request, k);
             },
-            [this, alive, pending, failed, erase_and_go_on](Result<net::Frame> answer) {
+            [this, alive, job, pending, failed, erase_and_go_on](Result<net::Frame> answer) {
                 if (alive.expired() || stopped_) return;
                 if (!answer || answer->type != net::admin_type<net::ReplicateBatchReply>()) {
                     *failed = true;
                 }
                 if (--*pending > 0) return;
-                if (*failed) return gc_done();  // keep our copies; try again next round
+                if (*failed) return gc_stopped(job);  // keep our copies; try again soon
                 erase_and_go_on();
             },
             options_.replica_timeout);
