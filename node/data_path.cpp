@@ -95,7 +95,8 @@ std::vector<std::string> Node::replica_addresses(const chord::Protocol& vnode,
     // The merge below sorts every vnode's successors and fingers (thousands of entries at 128
     // vnodes), and a put to this vnode would pay it each time: it is kept per vnode while the
     // successor list stays the same, for at most kHoldersMemoFor (the fingers and the other
-    // lists move too; note_predecessors() looks at the holders as often).
+    // lists move too; a holder named from a stale merge fails its write, which marks the arc
+    // for repair, as any missing copy does).
     HoldersMemo& memo = holders_memo_[index_of(vnode)];
     const chord::Time t = now();
     const bool same_list = std::equal(
