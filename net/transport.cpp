@@ -83,13 +83,23 @@ void Connection::read() {
         });
 }
 
-void Connection::send(std::string frame) {
-    if (!open()) return;
-    if (queue_.size() >= transport_.options().connection_queue_frames_max) {
+bool Connection::admit_frame() {
+    if (queued_frames_ + sending_frames_ >= transport_.options().connection_queue_frames_max) {
         fail();
-        return;
+        return false;
     }
-    queue_.push_back(std::move(frame));
+    ++queued_frames_;
+    return true;
+}
+
+void Connection::send(std::string frame) {
+    if (!open() || !admit_frame()) return;
+    // A frame larger than what the queue can hold is taken as it is rather than copied.
+    if (queued_.empty() && frame.capacity() > queued_.capacity()) {
+        queued_ = std::move(frame);
+    } else {
+        queued_ += frame;
+    }
     schedule_write();
 }
 
@@ -108,29 +118,28 @@ void Connection::schedule_write() {
 }
 
 void Connection::write() {
-    // Every frame queued since the previous write goes out in one gathered write (one send()
-    // for many pipelined replies), up to a bound per call.
-    constexpr std::size_t kFramesPerWriteMax = 64;
-    if (writing_ || queue_.empty()) return;
+    // Every frame queued since the previous write goes out in one write (one send() for many
+    // pipelined replies).
+    if (writing_ || queued_.empty()) return;
     writing_ = true;
-    writing_frames_ = std::min(queue_.size(), kFramesPerWriteMax);
-    buffers_.clear();
-    for (std::size_t i = 0; i < writing_frames_; ++i) buffers_.push_back(asio::buffer(queue_[i]));
+    sending_.swap(queued_);
+    sending_frames_ = queued_frames_;
+    queued_frames_ = 0;
     asio::async_write(
-        socket_, buffers_,
+        socket_, asio::buffer(sending_),
         [self = shared_from_this()](const boost::system::error_code& ec, std::size_t) {
-            // The queue's first frames were this write's buffers: close() leaves the queue
-            // alone while a write is in flight, and it is cleared here once the write is over.
+            // sending_ is this write's buffer: close() leaves it alone, and it is cleared
+            // here once the write is over.
+            self->writing_ = false;
+            self->sending_.clear();
+            self->sending_frames_ = 0;
             if (ec || !self->open()) {
-                self->writing_ = false;
-                self->queue_.clear();
                 self->close();
                 return;
             }
-            self->queue_.erase(
-                self->queue_.begin(),
-                self->queue_.begin() + static_cast<std::ptrdiff_t>(self->writing_frames_));
-            self->writing_ = false;
+            // A buffer a large frame grew is not kept for the small ones that follow.
+            constexpr std::size_t kKeptBytes = 64 * 1024;
+            if (self->sending_.capacity() > kKeptBytes) std::string().swap(self->sending_);
             self->write();
         });
 }
@@ -145,8 +154,9 @@ void Connection::close() {
     boost::system::error_code ignored;
     socket_.shutdown(tcp::socket::shutdown_both, ignored);
     socket_.close(ignored);
-    // An in-flight async_write still reads queue_.front(); its handler clears the queue.
-    if (!writing_) queue_.clear();
+    // An in-flight async_write still reads sending_; its handler clears it.
+    queued_.clear();
+    queued_frames_ = 0;
 }
 
 // --- Transport --------------------------------------------------------------------------

@@ -23,7 +23,6 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
-#include <deque>
 #include <functional>
 #include <memory>
 #include <string>
@@ -85,6 +84,11 @@ public:
     // Queues a complete frame (from encode_frame) for writing, in order; it is written when the
     // current read's frames are handled, or by a flush posted now (see above).
     void send(std::string frame);
+    // The same for a frame of `type` carrying `body` (encode_message_frame), encoded straight
+    // into the queue: no string of its own, so a reply costs no allocation once the queue has
+    // grown. Throws only std::bad_alloc (the queue is left as it was).
+    template <class T>
+    void send_message(std::uint8_t type, const T& body, const std::string* key);
     // While corked (as many uncork() calls as cork() calls outstanding), send() only queues;
     // the last uncork() writes the queue at once, unless a read's frames are being handled
     // (their write comes after them). For a caller that replies to many requests outside a
@@ -107,14 +111,37 @@ private:
     Transport& transport_;
     FrameReader reader_;
     std::vector<char> buffer_;
-    std::deque<std::string> queue_;
-    std::vector<boost::asio::const_buffer> buffers_;  // of the write in flight
+    // Counts a frame about to be queued; fails the connection (false) when the queue holds
+    // connection_queue_frames_max frames already.
+    bool admit_frame();
+
+    // Frames queued since the last write began, back to back, and the frames of the write in
+    // flight. The two buffers trade places at each write and keep their capacity (up to
+    // kKeptBytes), so a connection's replies do not allocate once it has warmed up.
+    std::string queued_;
+    std::string sending_;
+    std::size_t queued_frames_ = 0;
+    std::size_t sending_frames_ = 0;
     bool writing_ = false;
     bool handling_read_ = false;  // the frames of a read are being handled: write after them
     bool flush_posted_ = false;
-    std::size_t corked_ = 0;          // cork() calls not yet matched by uncork()
-    std::size_t writing_frames_ = 0;  // queue_'s first frames, being written at once
+    std::size_t corked_ = 0;  // cork() calls not yet matched by uncork()
 };
+
+template <class T>
+void Connection::send_message(std::uint8_t type, const T& body, const std::string* key) {
+    if (!open() || !admit_frame()) return;
+    const std::size_t offset = detail::begin_frame(queued_, type, key != nullptr);
+    try {
+        append_payload(queued_, body);
+        detail::finish_frame(queued_, offset, key);
+    } catch (...) {
+        queued_.resize(offset);
+        --queued_frames_;
+        throw;
+    }
+    schedule_write();
+}
 
 class Transport {
 public:

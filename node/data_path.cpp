@@ -235,6 +235,7 @@ void Node::coordinate_put(const ConnectionPtr& from, chord::Protocol& vnode,
 void Node::flush_puts() {
     if (pending_puts_.empty()) return;
     std::vector<PendingPut> puts = std::move(pending_puts_);
+    pending_puts_ = std::move(spare_puts_);
     pending_puts_.clear();
     // Each connection's replies go out in one write when the last of them is queued, not by
     // a flush posted for each connection.
@@ -243,7 +244,8 @@ void Node::flush_puts() {
     // value_bytes_max), so every batch holds at least one.
     std::size_t first = 0;
     while (first < puts.size()) {
-        std::vector<storage::Entry> entries;
+        std::vector<storage::Entry> entries = std::move(spare_entries_);
+        entries.clear();
         std::size_t bytes = 0;
         std::size_t end = first;
         for (; end < puts.size(); ++end) {
@@ -265,9 +267,13 @@ void Node::flush_puts() {
             }
             replicate_put(put.from, put.vnode, put.request_id, std::move(entry.key), entry.record);
         }
+        entries.clear();
+        spare_entries_ = std::move(entries);
         first = end;
     }
     for (const PendingPut& put : puts) put.from->uncork();
+    puts.clear();
+    spare_puts_ = std::move(puts);
 }
 
 void Node::replicate_put(const ConnectionPtr& from, std::size_t vnode, std::uint64_t request_id,
@@ -277,6 +283,10 @@ void Node::replicate_put(const ConnectionPtr& from, std::size_t vnode, std::uint
     // too few holders to send it to, or a holder that did not answer with success (below). A
     // write every holder took leaves the arc as synced as it was.
     if (replicas.size() + 1 < options_.replicas) repair_memo_[vnode].dirty = true;
+    if (replicas.empty()) {  // R = 1, or no holder known: the owner's copy is the one needed
+        reply(from, net::PutReply{request_id, record.version, 1});
+        return;
+    }
     struct Progress {
         std::size_t copies = 1;  // the owner's
         std::size_t pending = 0;

@@ -319,6 +319,10 @@ private:
         storage::Entry entry;
     };
     std::vector<PendingPut> pending_puts_;
+    // The vectors of the last flush, emptied, kept for their capacity: a turn's puts do not
+    // grow a vector (and move its entries) every turn.
+    std::vector<PendingPut> spare_puts_;
+    std::vector<storage::Entry> spare_entries_;
     bool puts_flush_posted_ = false;
     chord::HybridClock hlc_;
     std::mt19937_64 rng_;
@@ -396,7 +400,7 @@ private:
 
 template <typename T>
 void Node::reply(const ConnectionPtr& to, const T& message) {
-    to->send(net::encode_admin(message, cluster_key()));
+    to->send_message(net::admin_type<T>(), message, cluster_key());
 }
 
 }  // namespace chordkv

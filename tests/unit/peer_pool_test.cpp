@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/write.hpp>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -155,10 +156,8 @@ protected:
 
 // The requests a holding server has received, to answer (or not) later.
 //
-// Servers in these tests write at most once to a connection that the pool is about to drop:
-// net::Transport's Connection::close() clears its write queue while a write completion may
-// still be queued (its handler then pops an empty deque), so a second write racing the
-// disconnect would test the transport, not the pool.
+// Servers in these tests write at most once to a connection that the pool is about to drop,
+// so that they test the pool, not the transport's writes racing a disconnect.
 struct Held {
     std::shared_ptr<Connection> connection;
     std::string payload;
@@ -186,6 +185,65 @@ TEST_F(PeerPoolTest, PipelinesThousandRequestsOnOneConnection) {
     EXPECT_EQ(pool->stats().requests, static_cast<std::uint64_t>(kCalls));
     EXPECT_EQ(server_->stats().tcp_connections_accepted, 1u);
     EXPECT_EQ(pool->inflight(address_), 0u);
+}
+
+TEST_F(PeerPoolTest, RepliesEncodedIntoTheQueueArriveWholeAndInOrder) {
+    // The server answers every third request with send() of a frame of its own and the others
+    // with send_message(), which encodes into the connection's queue; one request in 50 carries
+    // 200 KB, so a large frame sometimes is the queue (taken whole) and sometimes is appended
+    // behind small ones, and the buffers it grew are let go after its write.
+    constexpr int kCalls = 1000;
+    int received = 0;
+    on_request_ = [&](const std::shared_ptr<Connection>& from, const FrameView& frame) {
+        auto message = decode_payload<EchoMessage>(frame.payload);
+        ASSERT_TRUE(message) << message.error().message();
+        if (received++ % 3 == 0) {
+            from->send(encode_message_frame(kEchoReply, *message, server_key()));
+        } else {
+            from->send_message(kEchoReply, *message, server_key());
+        }
+    };
+    std::vector<Outcome> outcomes(kCalls);
+    std::vector<std::string> bodies(kCalls);
+    auto pool = make_pool();
+    for (int i = 0; i < kCalls; ++i) {
+        const std::size_t size = i % 50 == 7 ? 200 * 1024 : static_cast<std::size_t>(i % 300);
+        bodies[i] = std::string(size, static_cast<char>('a' + i % 26)) + std::to_string(i);
+        call(*pool, address_, bodies[i], outcomes[i]);
+    }
+    ASSERT_TRUE(run_until([&] { return pool->stats().replies == kCalls; }));
+    run_for(20ms);
+    for (int i = 0; i < kCalls; ++i) {
+        ASSERT_EQ(outcomes[i].completions, 1) << i;
+        ASSERT_TRUE(*outcomes[i].result) << i << ": " << outcomes[i].result->error().message();
+        ASSERT_EQ(body_of(*outcomes[i].result), bodies[i]) << i;
+    }
+    EXPECT_EQ(pool->stats().replies_unmatched, 0u);
+    EXPECT_EQ(server_->stats().tcp_connections_dropped, 0u);
+}
+
+TEST_F(PeerPoolTest, AConnectionThatDoesNotReadIsDroppedAtItsQueueBound) {
+    // A client that sends requests and never reads: the replies fill the socket buffers, then
+    // the connection's queue, and at connection_queue_frames_max frames it is dropped rather
+    // than left to hold the server's memory.
+    TransportOptions options;
+    options.connection_queue_frames_max = 16;
+    auto server = open_server(options);
+    ASSERT_TRUE(server) << server.error().message();
+    const std::string big(256 * 1024, 'r');
+    (*server)->start(nullptr, [&big](const std::shared_ptr<Connection>& from, const FrameView&) {
+        from->send_message(kEchoReply, EchoMessage{1, big}, nullptr);
+    });
+    asio::ip::tcp::socket client(io_);
+    client.connect({asio::ip::make_address("127.0.0.1"), (*server)->port()});
+    std::string requests;
+    for (int i = 0; i < 200; ++i) {
+        requests += encode_message_frame(kEchoRequest, EchoMessage{std::uint64_t(i), "x"}, nullptr);
+    }
+    asio::write(client, asio::buffer(requests));
+    ASSERT_TRUE(run_until([&] { return (*server)->stats().tcp_connections_dropped == 1; }))
+        << "frames received: " << (*server)->stats().tcp_frames_received;
+    EXPECT_LT((*server)->stats().tcp_frames_received, 200u);
 }
 
 TEST_F(PeerPoolTest, MatchesRepliesSentOutOfOrder) {
