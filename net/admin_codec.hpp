@@ -78,6 +78,12 @@ std::string encode_admin(const T& message, const std::string* key) {
     return encode_message_frame(admin_type<T>(), message, key);
 }
 
+// The same frame appended to `out` (append_message_frame).
+template <typename T>
+void append_admin(std::string& out, const T& message, const std::string* key) {
+    append_message_frame(out, admin_type<T>(), message, key);
+}
+
 // The message in a frame's payload. Errors: malformed_message.
 template <typename T>
 Result<T> decode_admin(std::string_view payload) {

@@ -254,16 +254,28 @@ inline constexpr std::size_t kFrameReserveBytes =
 }  // namespace detail
 
 // The generic piece for other message families (the data path): a complete frame of `type`
-// whose payload is encode_payload(body) (net/serialization.hpp), built without an extra copy.
-// Decode with decode_frame / FrameReader, then decode_payload<T>(frame.payload). Stamped as
-// encode_frame. Throws only std::bad_alloc.
+// whose payload is encode_payload(body) (net/serialization.hpp), appended to `out` (a queue of
+// frames, say: no string of its own). Decode with decode_frame / FrameReader, then
+// decode_payload<T>(frame.payload). Stamped as encode_frame. Throws only std::bad_alloc, and
+// then leaves `out` as it was.
+template <class T>
+void append_message_frame(std::string& out, std::uint8_t type, const T& body,
+                          const std::string* key) {
+    const std::size_t offset = detail::begin_frame(out, type, key != nullptr);
+    try {
+        append_payload(out, body);
+        detail::finish_frame(out, offset, key);
+    } catch (...) {
+        out.resize(offset);
+        throw;
+    }
+}
+// The same frame as a string of its own.
 template <class T>
 std::string encode_message_frame(std::uint8_t type, const T& body, const std::string* key) {
     std::string out;
     out.reserve(detail::kFrameReserveBytes);
-    const std::size_t offset = detail::begin_frame(out, type, key != nullptr);
-    append_payload(out, body);
-    detail::finish_frame(out, offset, key);
+    append_message_frame(out, type, body, key);
     return out;
 }
 template <class T>

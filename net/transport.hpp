@@ -131,12 +131,9 @@ private:
 template <class T>
 void Connection::send_message(std::uint8_t type, const T& body, const std::string* key) {
     if (!open() || !admit_frame()) return;
-    const std::size_t offset = detail::begin_frame(queued_, type, key != nullptr);
     try {
-        append_payload(queued_, body);
-        detail::finish_frame(queued_, offset, key);
+        append_message_frame(queued_, type, body, key);
     } catch (...) {
-        queued_.resize(offset);
         --queued_frames_;
         throw;
     }

@@ -529,7 +529,7 @@ private:
         r.id = (++c.sequence << kSlotBits) | r.slot;
         r.link = &link;
         r.deadline = now + settings_.timeout;
-        link.out += encode(r, r.id);
+        append_request(r, r.id, link.out);
         if (!link.dirty) {
             link.dirty = true;
             dirty_.push_back(&link);
@@ -544,19 +544,21 @@ private:
         return *c.links.back();
     }
 
-    // The request frame of `r` under request id `rid`. The messages are members, reused, so
-    // only the frame is allocated.
-    std::string encode(const Request& r, std::uint64_t rid) {
+    // Appends the request frame of `r` under request id `rid` to `out` (a link's queue). The
+    // messages are members, reused, and the frame is encoded in place: nothing is allocated
+    // once the queue has grown.
+    void append_request(const Request& r, std::uint64_t rid, std::string& out) {
         const std::string* key = cluster_key();
         if (r.op == kGet) {
             get_.request_id = rid;
             get_.key.assign(r.key);
-            return chordkv::net::encode_admin(get_, key);
+            chordkv::net::append_admin(out, get_, key);
+            return;
         }
         put_.request_id = rid;
         put_.key.assign(r.key);
         put_.deadline_ms = chordkv::net::deadline_after(settings_.timeout);
-        return chordkv::net::encode_admin(put_, key);
+        chordkv::net::append_admin(out, put_, key);
     }
 
     const std::string* cluster_key() const noexcept {
