@@ -411,6 +411,15 @@ void Node::arm_timer() {
     if (stopped_) return;
     chord::Time deadline = chord::Time::max();
     for (const auto& vnode : vnodes_) deadline = std::min(deadline, vnode->next_deadline());
+    // The vnodes' deadlines (stabilize, fix_fingers, RPC timeouts, each jittered) are rounded
+    // up to the next kTimerTick, so one wake-up serves every vnode due within the tick, and
+    // the timer is set again only when the rounded deadline moves: at 128 vnodes the exact
+    // deadlines set an idle process's timer over a thousand times a second, each a wake-up.
+    if (deadline != chord::Time::max()) {
+        const auto since = deadline.time_since_epoch();
+        const auto ticks = (since + kTimerTick - chord::Duration(1)) / kTimerTick;
+        deadline = chord::Time(ticks * kTimerTick);
+    }
     if (deadline == timer_at_) return;
     timer_at_ = deadline;
     if (deadline == chord::Time::max()) {

@@ -382,6 +382,8 @@ private:
     bool leaving_ = false;
     NodeCallback left_handler_;
     chord::Time timer_at_ = chord::Time::max();
+    // The granularity of the vnodes' shared timer (arm_timer).
+    static constexpr chord::Duration kTimerTick = std::chrono::milliseconds(10);
     NodeCallback ready_;
     // The ring walk of place_vnodes(), alive while it runs.
     std::unique_ptr<RingWalker> walker_;
