@@ -16,12 +16,10 @@ struct Point {
     std::size_t process;
 };
 
-// An arc's neighbourhood: this many vnodes on either side of it.
+// An arc's neighbourhood: this many vnodes on either side of it. The successor list's length
+// and the other processes it should name come from PlacementOptions (defaults 8 and 2, those
+// of ProtocolOptions::successors and NodeOptions::replicas - 1).
 constexpr std::size_t kNeighbourhood = 4;
-// A successor list's length (ProtocolOptions::successors) and the other processes it should
-// name (NodeOptions::replicas - 1, for R = 3): the defaults, which the cuts are spread for.
-constexpr std::size_t kSuccessors = 8;
-constexpr std::size_t kOthers = 2;
 
 // prev + the fraction `x` of the ring, with the low 96 bits taken from `low` (a SHA-1).
 NodeId cut_at(const NodeId& prev, double x, const NodeId& low) {
@@ -38,15 +36,20 @@ NodeId cut_at(const NodeId& prev, double x, const NodeId& low) {
 //   slots   0    1    2    3    4    5   ...
 //           J0?  A0   J1?  B1   J2?  A2  ...      a cut of arc 1 puts J1 between A0 and B1
 //
-// Cutting arc i changes only the successor lists of the kSuccessors vnodes in front of J_i,
-// and adds J_i's own, so a cut is scored from its neighbourhood alone.
+// Cutting arc i changes only the successor lists of the `successors` vnodes in front of J_i,
+// and adds J_i's own, so a cut is scored from its neighbourhood alone. A list should name
+// `others` processes besides its own, fewer when fewer exist (the joiner makes `processes` + 1)
+// or fit in it: none when a list is empty, one when it holds one vnode.
 class CutRing {
 public:
-    CutRing(const std::vector<Point>& points, std::size_t processes)
+    CutRing(const std::vector<Point>& points, std::size_t processes,
+            const PlacementOptions& options)
         : points_(points),
           cut_(points.size(), false),
           joiner_(processes),
-          others_(std::min(kOthers, processes)) {}
+          successors_(options.successors),
+          others_(std::min({options.others, processes, options.successors})),
+          named_(others_) {}
 
     bool cut(std::size_t i) const { return cut_[i]; }
     void set_cut(std::size_t i) {
@@ -57,6 +60,7 @@ public:
     // How many fewer successor lists name too few other processes once arc i is cut (negative
     // when J_i's own list is one of them).
     long gain(std::size_t i) {
+        if (others_ == 0) return 0;  // R = 1, or no list: nothing to mend
         const long before = short_lists_before(i);
         cut_[i] = true;
         ++cuts_;
@@ -83,6 +87,12 @@ public:
         return count;
     }
 
+    // The arcs whose gain or diversity a cut of arc i changes lie within this many of i: the
+    // lists that reach J_i, and the neighbourhoods that hold it.
+    std::size_t reach() const {
+        return others_ == 0 ? kNeighbourhood : std::max(successors_, kNeighbourhood);
+    }
+
 private:
     std::size_t slots() const { return 2 * points_.size(); }
     bool present(std::size_t slot) const { return slot % 2 == 1 || cut_[slot / 2]; }
@@ -105,9 +115,9 @@ private:
     // other than its own.
     bool is_short(std::size_t slot) const {
         const std::size_t own = process(slot);
-        std::size_t named[kSuccessors];
+        std::size_t* const named = named_.data();
         std::size_t count = 0;
-        const std::size_t length = std::min(kSuccessors, vnodes() - 1);
+        const std::size_t length = std::min(successors_, vnodes() - 1);
         for (std::size_t j = 0, at = slot; j < length && count < others_; ++j) {
             at = next(at);
             const std::size_t p = process(at);
@@ -119,7 +129,7 @@ private:
     // Short lists among the vnodes in front of slot 2i (J_i's place), whose lists reach it.
     long short_lists_before(std::size_t i) const {
         long out = 0;
-        const std::size_t length = std::min(kSuccessors, vnodes() - (cut_[i] ? 1 : 0));
+        const std::size_t length = std::min(successors_, vnodes() - (cut_[i] ? 1 : 0));
         for (std::size_t j = 0, at = 2 * i; j < length; ++j) {
             at = prev(at);
             out += is_short(at) ? 1 : 0;
@@ -131,13 +141,16 @@ private:
     std::vector<bool> cut_;
     std::size_t cuts_ = 0;
     std::size_t joiner_;
+    std::size_t successors_;
     std::size_t others_;
+    // is_short's scratch: the other processes a list names so far (at most others_).
+    mutable std::vector<std::size_t> named_;
 };
 
 }  // namespace
 
 std::vector<NodeId> place_vnodes(const std::map<NodeId, std::string>& ring, std::uint32_t count,
-                                 std::string_view name) {
+                                 std::string_view name, const PlacementOptions& options) {
     // The ring without this process's old vnodes, its processes numbered.
     std::vector<Point> points;
     std::map<std::string_view, std::size_t> index;
@@ -205,7 +218,7 @@ std::vector<NodeId> place_vnodes(const std::map<NodeId, std::string>& ring, std:
     // of cuts): first the arc whose cut leaves the fewest successor lists naming too few
     // processes, then one inside a run, then one whose neighbourhood holds the fewest
     // processes (the joiner's cuts so far included), then the longest. After each cut the
-    // arcs within kSuccessors of it are scored again: their lists and neighbourhoods changed.
+    // arcs within reach of it are scored again: their lists and neighbourhoods changed.
     // A process whose chosen arcs are too short to give its share cuts its longest arcs
     // instead, and the others are chosen again around those.
     std::vector<std::vector<std::size_t>> owned(processes);
@@ -222,7 +235,7 @@ std::vector<NodeId> place_vnodes(const std::map<NodeId, std::string>& ring, std:
     std::vector<bool> by_length(processes, false);
     std::vector<std::vector<std::size_t>> chosen(processes);
     for (bool again = true; again;) {
-        CutRing plan(points, processes);
+        CutRing plan(points, processes, options);
         std::vector<std::size_t> left(processes, 0);
         for (std::size_t p = 0; p < processes; ++p) {
             chosen[p].clear();
@@ -255,7 +268,7 @@ std::vector<NodeId> place_vnodes(const std::map<NodeId, std::string>& ring, std:
             if (--left[p] == 0) {
                 for (std::size_t j : owned[p]) queue.erase(score[j]);
             }
-            const std::size_t reach = std::min(kSuccessors, n / 2);
+            const std::size_t reach = std::min(plan.reach(), n / 2);
             for (std::size_t d = 1; d <= reach; ++d) {
                 rescore((i + d) % n);
                 rescore((i + n - d) % n);

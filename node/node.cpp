@@ -232,7 +232,10 @@ void Node::place_vnodes() {
             });
             return;
         }
-        auto ids = chord::place_vnodes(ring, options_.vnodes, advertise_text_);
+        // Cuts spread for our own successor-list length and replicas (R - 1 other processes).
+        const chord::PlacementOptions placement{options_.protocol.successors,
+                                                options_.replicas > 0 ? options_.replicas - 1 : 0};
+        auto ids = chord::place_vnodes(ring, options_.vnodes, advertise_text_, placement);
         if (auto stored = store_vnode_ids(*store_, advertise_text_, ids); !stored) {
             if (auto ready = std::move(ready_)) {
                 ready(Status(Errc::storage_error,

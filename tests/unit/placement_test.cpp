@@ -14,12 +14,12 @@ std::string name(int i) {
     return "127.0.0.1:" + std::to_string(7601 + i);
 }
 
-// Adds process `who` with `count` vnodes to `ring`, placed or with SHA-1 ids.
+// Adds process `who` with `count` vnodes to `ring`, placed (for `options`) or with SHA-1 ids.
 void join(std::map<NodeId, std::string>& ring, const std::string& who, std::uint32_t count,
-          bool placed) {
+          bool placed, const PlacementOptions& options = {}) {
     std::vector<NodeId> ids;
     if (placed) {
-        ids = place_vnodes(ring, count, who);
+        ids = place_vnodes(ring, count, who, options);
     } else {
         for (std::uint32_t i = 0; i < count; ++i) ids.push_back(HashRing::point_id(who, i));
     }
@@ -147,6 +147,51 @@ TEST(Placement, SuccessorListsNameEnoughProcesses) {
             const std::size_t others = std::min(2, i);
             EXPECT_EQ(runs(ring, 8, others).second, 0u)
                 << i + 1 << " processes x " << vnodes << " vnodes";
+        }
+    }
+}
+
+// The lists scored are the ring's own: r = 12 with R = 5 (4 other processes), r = 4 with R = 2.
+// Cuts spread for the defaults (r = 8, 2 others) instead left lists of r = 12 short of 4
+// others: 3 of 160 at 5 x 32, 19 of 640 at 5 x 128 and 8 of 768 at 6 x 128. With r = 4 and
+// 1 other the defaults' cuts leave none either (no two neighbours share a process).
+TEST(Placement, SuccessorListsFollowTheOptions) {
+    struct Case {
+        PlacementOptions options;
+        int processes;
+        std::uint32_t vnodes;
+    };
+    const std::vector<Case> cases{{{12, 4}, 6, 32}, {{12, 4}, 6, 128}, {{4, 1}, 5, 32}};
+    for (const auto& [options, processes, vnodes] : cases) {
+        std::map<NodeId, std::string> ring;
+        for (int i = 0; i < processes; ++i) {
+            join(ring, name(i), vnodes, i > 0, options);
+            if (i == 0) continue;
+            const std::size_t others = std::min<std::size_t>(options.others, i);
+            EXPECT_EQ(runs(ring, options.successors, others).second, 0u)
+                << "r = " << options.successors << ", " << options.others << " others: " << i + 1
+                << " processes x " << vnodes << " vnodes";
+        }
+    }
+}
+
+// Options with nothing to mend, or more than the ring can give, still place every vnode at its
+// fair share: lists of 0 or 1 entries, R = 1, more others than processes.
+TEST(Placement, OptionsAtTheEdgesStillBalance) {
+    const std::vector<PlacementOptions> cases{{0, 2}, {1, 2}, {8, 0}, {2, 9}, {64, 16}};
+    for (const auto& options : cases) {
+        std::map<NodeId, std::string> ring;
+        std::map<std::string, std::uint32_t> weights;
+        for (int i = 0; i < 4; ++i) {
+            join(ring, name(i), 16, i > 0, options);
+            weights[name(i)] = 16;
+        }
+        const auto [high, low] = spread(ring, weights);
+        EXPECT_NEAR(high, 1.0, 1e-6) << options.successors << " / " << options.others;
+        EXPECT_NEAR(low, 1.0, 1e-6) << options.successors << " / " << options.others;
+        // A list of one entry names another process: no two neighbours share one.
+        if (options.successors == 1) {
+            EXPECT_EQ(runs(ring, 1, 1).second, 0u);
         }
     }
 }
