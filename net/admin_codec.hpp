@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -88,6 +89,22 @@ void append_admin(std::string& out, const T& message, const std::string* key) {
 template <typename T>
 Result<T> decode_admin(std::string_view payload) {
     return decode_payload<T>(payload);
+}
+
+// The key of a PutRequest or GetRequest payload, read in place: both begin with the u64
+// request id and the key (a u64 length, then its bytes). nullopt when the payload is shorter
+// than the key it declares. A hint only (Node's prefetch of a read's keys): nothing else of
+// the message is checked until it is decoded to be served.
+inline std::optional<std::string_view> peek_request_key(std::string_view payload) noexcept {
+    constexpr std::size_t kLengthAt = 8;  // after the request id
+    constexpr std::size_t kKeyAt = kLengthAt + 8;
+    if (payload.size() < kKeyAt) return std::nullopt;
+    std::uint64_t length = 0;
+    for (std::size_t i = 0; i < 8; ++i) {
+        length |= std::uint64_t{static_cast<unsigned char>(payload[kLengthAt + i])} << (8 * i);
+    }
+    if (length > payload.size() - kKeyAt) return std::nullopt;
+    return payload.substr(kKeyAt, static_cast<std::size_t>(length));
 }
 
 }  // namespace chordkv::net

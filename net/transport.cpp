@@ -6,6 +6,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/read.hpp>
 #include <boost/asio/write.hpp>
+#include <optional>
 #include <vector>
 
 namespace chordkv::net {
@@ -52,32 +53,44 @@ void Connection::read() {
                 return;
             }
             self->reader_.append(std::string_view(self->buffer_.data(), n));
-            // Replies to this read's frames are queued, then written at once below.
-            self->handling_read_ = true;
+            // The read's frames are taken out first (their views stay valid until the next
+            // append) and shown to on_frames_ahead; then each is handled, and a bad one ends
+            // the connection after those before it. Replies are queued, then written at once.
+            auto& frames = self->frames_;
+            frames.clear();
+            std::optional<Error> bad;
             for (;;) {
                 auto next = self->reader_.next();
                 if (!next) {
-                    if (next.code() == Errc::unauthenticated) {
-                        ++self->transport_.stats_.frames_unauthenticated;
-                        if (self->reader_.replay_rejected()) {
-                            ++self->transport_.stats_.frames_replayed;
-                        }
-                    } else {
-                        ++self->transport_.stats_.frames_dropped;
-                    }
-                    self->handling_read_ = false;
-                    self->fail();
-                    return;
+                    bad = next.error();
+                    break;
                 }
                 if (!next->has_value()) break;
+                frames.push_back(**next);
+            }
+            self->handling_read_ = true;
+            if (frames.size() > 1 && self->transport_.on_frames_ahead_) {
+                self->transport_.on_frames_ahead_(frames);
+            }
+            for (const FrameView& frame : frames) {
                 ++self->transport_.stats_.tcp_frames_received;
-                if (self->transport_.on_frame_) self->transport_.on_frame_(self, **next);
+                if (self->transport_.on_frame_) self->transport_.on_frame_(self, frame);
                 if (!self->open()) {
                     self->handling_read_ = false;
                     return;
                 }
             }
             self->handling_read_ = false;
+            if (bad) {
+                if (bad->code() == Errc::unauthenticated) {
+                    ++self->transport_.stats_.frames_unauthenticated;
+                    if (self->reader_.replay_rejected()) ++self->transport_.stats_.frames_replayed;
+                } else {
+                    ++self->transport_.stats_.frames_dropped;
+                }
+                self->fail();
+                return;
+            }
             self->write();
             self->read();
         });

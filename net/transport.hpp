@@ -111,6 +111,7 @@ private:
     Transport& transport_;
     FrameReader reader_;
     std::vector<char> buffer_;
+    std::vector<FrameView> frames_;  // of the read being handled (views into reader_)
     // Counts a frame about to be queued; fails the connection (false) when the queue holds
     // connection_queue_frames_max frames already.
     bool admit_frame();
@@ -157,6 +158,11 @@ public:
 
     // Starts the receive and accept loops.
     void start(EnvelopeHandler on_envelope, FrameHandler on_frame);
+    // Called with the frames of one read of a connection, when it delivered more than one,
+    // before on_frame sees them one by one: to start loading what they will need (Node
+    // prefetches their keys' cache entries). It must not send, close or keep the views.
+    using FramesAheadHandler = std::function<void(const std::vector<FrameView>& frames)>;
+    void on_frames_ahead(FramesAheadHandler handler) { on_frames_ahead_ = std::move(handler); }
     // Sends a protocol envelope over UDP to envelope.to_address. Failures are counted, not
     // reported: the protocol's tracker retries and times out.
     void send(const chord::Envelope& envelope);
@@ -193,6 +199,7 @@ private:
     boost::asio::ip::udp::endpoint sender_;
     EnvelopeHandler on_envelope_;
     FrameHandler on_frame_;
+    FramesAheadHandler on_frames_ahead_;
     std::unordered_map<std::string, boost::asio::ip::udp::endpoint> endpoints_;
     std::vector<std::weak_ptr<Connection>> connections_;
     TransportStats stats_;

@@ -160,6 +160,19 @@ void Node::route_request(const ConnectionPtr& from, std::uint64_t request_id,
     });
 }
 
+void Node::prefetch_keys(const std::vector<net::FrameView>& frames) {
+    keys_ahead_.clear();
+    for (const net::FrameView& frame : frames) {
+        if (frame.type != net::admin_type<net::GetRequest>() &&
+            frame.type != net::admin_type<net::PutRequest>()) {
+            continue;
+        }
+        if (auto key = net::peek_request_key(frame.payload)) keys_ahead_.push_back(*key);
+    }
+    if (keys_ahead_.size() > 1) store_->prefetch(keys_ahead_);
+    keys_ahead_.clear();  // the views die with the read
+}
+
 // --- writes -----------------------------------------------------------------------------
 
 Status Node::check_key(std::string_view key) const {

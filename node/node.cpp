@@ -252,6 +252,8 @@ void Node::join_ring() {
     transport_->start([this](chord::Envelope e) { on_envelope(std::move(e)); },
                       [this](const std::shared_ptr<net::Connection>& from,
                              const net::FrameView& frame) { on_frame(from, frame); });
+    transport_->on_frames_ahead(
+        [this](const std::vector<net::FrameView>& frames) { prefetch_keys(frames); });
     if (options_.join.empty()) {
         // A new ring: every vnode of this process is a member from the start.
         std::vector<chord::Peer> members;

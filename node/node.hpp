@@ -162,6 +162,9 @@ private:
     chord::Time now() const { return std::chrono::steady_clock::now(); }
     void on_envelope(chord::Envelope envelope);
     void on_frame(const std::shared_ptr<net::Connection>& from, const net::FrameView& frame);
+    // The frames of one read, before on_frame: starts loading the cache entries of the keys
+    // their gets and puts name (KeyStore::prefetch).
+    void prefetch_keys(const std::vector<net::FrameView>& frames);
     chord::Protocol* route(const chord::Envelope& envelope);
     chord::Protocol* first_member();
     void pump();
@@ -323,6 +326,7 @@ private:
     // grow a vector (and move its entries) every turn.
     std::vector<PendingPut> spare_puts_;
     std::vector<storage::Entry> spare_entries_;
+    std::vector<std::string_view> keys_ahead_;  // prefetch_keys' scratch
     bool puts_flush_posted_ = false;
     chord::HybridClock hlc_;
     std::mt19937_64 rng_;

@@ -557,6 +557,10 @@ chord::NodeId KeyStore::key_id(std::string_view key) const {
     return chord::NodeId::hash(key);
 }
 
+void KeyStore::prefetch(const std::vector<std::string_view>& keys) const {
+    if (cache_) cache_->prefetch(keys);
+}
+
 Result<Record> KeyStore::read_cached(std::string_view key) const {
     RecordCache::Lookup cached = cache_->lookup(key);
     if (cached.hit) {

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -20,6 +21,35 @@ std::string to_hex(std::string_view bytes) {
         out.push_back(kDigits[c & 0x0f]);
     }
     return out;
+}
+
+// peek_request_key reads the key of a get or put payload in place, and refuses a payload
+// shorter than the key it declares.
+TEST(DataCodecTest, PeekRequestKeyReadsTheKeyOfGetsAndPuts) {
+    const std::string long_key(300, 'k');
+    for (const std::string& key : {std::string("alpha"), std::string(), long_key}) {
+        SCOPED_TRACE(key.size());
+        const std::string get = encode_payload(GetRequest{7, key, true});
+        PutRequest put;
+        put.request_id = 9;
+        put.key = key;
+        put.value = "value";
+        const std::string put_bytes = encode_payload(put);
+        EXPECT_EQ(peek_request_key(get), std::optional<std::string_view>(key));
+        EXPECT_EQ(peek_request_key(put_bytes), std::optional<std::string_view>(key));
+        // Cut inside the length or the key: nothing.
+        for (std::size_t cut : {std::size_t{0}, std::size_t{8}, std::size_t{15}}) {
+            EXPECT_EQ(peek_request_key(std::string_view(get).substr(0, cut)), std::nullopt);
+        }
+        if (!key.empty()) {
+            EXPECT_EQ(peek_request_key(std::string_view(get).substr(0, 16 + key.size() - 1)),
+                      std::nullopt);
+        }
+    }
+    // A declared length near 2^64 must not wrap around the bound check.
+    std::string huge(24, '\0');
+    for (std::size_t i = 8; i < 16; ++i) huge[i] = '\xff';
+    EXPECT_EQ(peek_request_key(huge), std::nullopt);
 }
 
 ReplicateWritesRequest sample_request() {

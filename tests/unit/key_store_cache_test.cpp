@@ -153,6 +153,64 @@ TEST(RecordCacheTest, FilledRecordsAndAbsentKeysAreHits) {
     EXPECT_GT(stats.bytes, 0u);
 }
 
+// prefetch() is a hint: over present, "known absent", pending, unknown, repeated and empty
+// keys, in more than one round of its batch, it counts nothing and changes no answer. The
+// index's hints it uses point where a lookup would look.
+TEST(RecordCacheTest, PrefetchChangesNothing) {
+    RecordCache cache(std::size_t{8} << 20);
+    std::vector<std::string> names;
+    for (int i = 0; i < 100; ++i) names.push_back("key" + std::to_string(i));
+    for (int i = 0; i < 80; ++i) {
+        const Record record{static_cast<std::uint64_t>(i + 1), false, "v" + std::to_string(i)};
+        cache.fill(names[i], id_of(names[i]), cache.lookup(names[i]).fill_token,
+                   i % 10 == 9 ? nullptr : &record);
+    }
+    cache.begin_write(names[3]);                                     // pending until end_write
+    std::vector<std::string_view> keys(names.begin(), names.end());  // 80 cached, 20 unknown
+    keys.push_back(names[5]);
+    keys.push_back("");
+    const KeyStoreCacheStats before = cache.stats();
+    cache.prefetch(keys);
+    cache.prefetch({});
+    const KeyStoreCacheStats after = cache.stats();
+    EXPECT_EQ(after.hits, before.hits);
+    EXPECT_EQ(after.misses, before.misses);
+    EXPECT_EQ(after.entries, before.entries);
+    EXPECT_EQ(after.bytes, before.bytes);
+    for (int i = 0; i < 100; ++i) {
+        SCOPED_TRACE(names[i]);
+        const auto found = cache.lookup(names[i]);
+        const bool served = i < 80 && i != 3;
+        ASSERT_EQ(found.hit, served);
+        if (!served) continue;
+        if (i % 10 == 9) {
+            EXPECT_FALSE(found.record);
+        } else {
+            ASSERT_TRUE(found.record);
+            EXPECT_EQ(found.record->version, static_cast<std::uint64_t>(i + 1));
+            EXPECT_EQ(found.record->value, "v" + std::to_string(i));
+        }
+    }
+    cache.end_write(write_of(names[3], kNew, false), true);
+
+    struct KeyOfString {
+        std::string_view operator()(const std::string& s) const { return s; }
+    };
+    using Index = detail::OpenIndex<std::string, KeyOfString>;
+    Index index;
+    const auto hash = [](std::string_view key) {
+        return static_cast<std::uint64_t>(std::hash<std::string_view>{}(key));
+    };
+    EXPECT_EQ(index.home_slot(hash("a")), nullptr);
+    EXPECT_EQ(index.first_match(hash("a")), nullptr);
+    for (const auto& name : names) index.insert(name, name);
+    for (const auto& name : names) {
+        EXPECT_NE(index.home_slot(hash(name)), nullptr);
+        EXPECT_EQ(index.first_match(hash(name)), index.find(name)) << name;
+    }
+    EXPECT_EQ(index.first_match(hash("not there")), nullptr);
+}
+
 // key_id() answers from any entry, "known absent" and pending ones included (a key's id never
 // changes), without counting a hit or a miss; a key without an entry has no answer.
 TEST(RecordCacheTest, KeyIdsComeFromEveryKindOfEntry) {

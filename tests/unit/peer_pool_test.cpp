@@ -246,6 +246,42 @@ TEST_F(PeerPoolTest, AConnectionThatDoesNotReadIsDroppedAtItsQueueBound) {
     EXPECT_LT((*server)->stats().tcp_frames_received, 200u);
 }
 
+TEST_F(PeerPoolTest, TheFramesOfOneReadAreShownAheadThenHandledAndABadOneEndsThem) {
+    // Five requests and then bytes that are no frame, written before the server reads: one
+    // read. on_frames_ahead sees the five first, then on_frame each in order, and only then is
+    // the connection dropped for the bad bytes.
+    auto server = open_server(TransportOptions{});
+    ASSERT_TRUE(server) << server.error().message();
+    std::vector<std::string> log;
+    (*server)->on_frames_ahead([&log](const std::vector<FrameView>& frames) {
+        std::string line = "ahead";
+        for (const FrameView& frame : frames) {
+            auto message = decode_payload<EchoMessage>(frame.payload);
+            line += " " + (message ? message->body : std::string("?"));
+        }
+        log.push_back(line);
+    });
+    (*server)->start(nullptr, [&log](const std::shared_ptr<Connection>&, const FrameView& frame) {
+        auto message = decode_payload<EchoMessage>(frame.payload);
+        log.push_back("frame " + (message ? message->body : std::string("?")));
+    });
+    asio::ip::tcp::socket client(io_);
+    client.connect({asio::ip::make_address("127.0.0.1"), (*server)->port()});
+    std::string bytes;
+    for (int i = 0; i < 5; ++i) {
+        bytes += encode_message_frame(
+            kEchoRequest, EchoMessage{std::uint64_t(i + 1), std::to_string(i)}, nullptr);
+    }
+    bytes += std::string(32, 'X');
+    asio::write(client, asio::buffer(bytes));
+    ASSERT_TRUE(run_until([&] { return (*server)->stats().tcp_connections_dropped == 1; }));
+    const std::vector<std::string> expected{"ahead 0 1 2 3 4", "frame 0", "frame 1",
+                                            "frame 2",         "frame 3", "frame 4"};
+    EXPECT_EQ(log, expected);
+    EXPECT_EQ((*server)->stats().tcp_frames_received, 5u);
+    EXPECT_EQ((*server)->stats().frames_dropped, 1u);
+}
+
 TEST_F(PeerPoolTest, MatchesRepliesSentOutOfOrder) {
     // The server answers in batches of 7, each batch reversed; the last, partial batch is
     // flushed when the final request arrives.
