@@ -118,6 +118,8 @@ void Simulator::start(std::size_t node, bool create) {
         ++calling_;
         for (auto& v : p.vnodes) v->create(now_, peers);
         --calling_;
+    } else if (options_.join_through_own_process) {
+        join_vnode(node, 0, processes_[*bootstrap].address);
     } else {
         for (std::size_t v = 0; v < p.vnodes.size(); ++v) {
             join_vnode(node, v, processes_[*bootstrap].address);
@@ -131,7 +133,19 @@ void Simulator::join_vnode(std::size_t node, std::size_t vnode, const std::strin
     const std::uint32_t incarnation = p.incarnation;
     ++calling_;
     p.vnodes[vnode]->join(now_, bootstrap, [this, node, vnode, incarnation](Time, Status s) {
-        if (s) return;
+        const bool own = options_.join_through_own_process;
+        if (s) {
+            if (!own || vnode + 1 >= processes_[node].vnodes.size()) return;
+            Event next;  // the next vnode, through this process (a fresh event, as chordd posts)
+            next.at = now_;
+            next.kind = EventKind::join;
+            next.node = node;
+            next.incarnation = incarnation;
+            next.slot = vnode + 1;
+            next.via_own = true;
+            push(next);
+            return;
+        }
         ++join_failures_;
         if (options_.join_retry_delay <= Duration::zero()) return;
         Event e;
@@ -140,6 +154,7 @@ void Simulator::join_vnode(std::size_t node, std::size_t vnode, const std::strin
         e.node = node;
         e.incarnation = incarnation;
         e.slot = vnode;
+        e.via_own = own && vnode > 0;
         push(e);
     });
     --calling_;
@@ -265,6 +280,11 @@ void Simulator::process(Event& e) {
             if (!p.up || p.incarnation != e.incarnation) return;
             Protocol& vnode = *p.vnodes[e.slot];
             if (vnode.ring_state().state != MemberState::idle) return;
+            if (e.via_own) {
+                join_vnode(e.node, e.slot, p.address);
+                settle(e.node);
+                return;
+            }
             std::optional<std::size_t> bootstrap = random_member_node();
             if (!bootstrap) {
                 // Nobody is a member any more: this vnode starts the ring again.

@@ -70,6 +70,10 @@ struct SimulatorOptions {
     // A join that fails (its bootstrap member died, its messages were lost) is retried after
     // this long via another random member, as a daemon would. Duration::zero(): no retry.
     Duration join_retry_delay = std::chrono::seconds(1);
+    // As chordd joins: a process's first vnode through a random member, then each of the
+    // others, once the one before it is a member, through the process's own address (its
+    // first vnode answers), retried there. false: every vnode through a random member at once.
+    bool join_through_own_process = false;
     // Check Zave's invariants this often (simulated), tallying violations; zero: never.
     Duration invariant_check_interval = Duration::zero();
 };
@@ -198,7 +202,8 @@ private:
         std::size_t node = 0;           // destination / subject process
         std::size_t from = 0;           // deliver: sender process
         std::uint32_t incarnation = 0;  // wake, join, remove: the process life it belongs to
-        std::size_t slot = 0;           // deliver: index into envelopes_
+        std::size_t slot = 0;           // deliver: index into envelopes_; join: the vnode
+        bool via_own = false;           // join: through the process's own address
     };
     struct Later {
         bool operator()(const Event& a, const Event& b) const {
