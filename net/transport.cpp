@@ -53,31 +53,37 @@ void Connection::read() {
                 return;
             }
             self->reader_.append(std::string_view(self->buffer_.data(), n));
-            // The read's frames are taken out first (their views stay valid until the next
-            // append) and shown to on_frames_ahead; then each is handled, and a bad one ends
-            // the connection after those before it. Replies are queued, then written at once.
+            // The read's frames are taken out a few at a time (their views stay valid until
+            // the next append) and shown to on_frames_ahead; then each is handled, and a bad
+            // one ends the connection after those before it. Replies are queued, then written
+            // at once.
             auto& frames = self->frames_;
-            frames.clear();
             std::optional<Error> bad;
-            for (;;) {
-                auto next = self->reader_.next();
-                if (!next) {
-                    bad = next.error();
-                    break;
-                }
-                if (!next->has_value()) break;
-                frames.push_back(**next);
-            }
             self->handling_read_ = true;
-            if (frames.size() > 1 && self->transport_.on_frames_ahead_) {
-                self->transport_.on_frames_ahead_(frames);
-            }
-            for (const FrameView& frame : frames) {
-                ++self->transport_.stats_.tcp_frames_received;
-                if (self->transport_.on_frame_) self->transport_.on_frame_(self, frame);
-                if (!self->open()) {
-                    self->handling_read_ = false;
-                    return;
+            for (bool more = true; more && !bad;) {
+                frames.clear();
+                while (frames.size() < kFramesAheadMax) {
+                    auto next = self->reader_.next();
+                    if (!next) {
+                        bad = next.error();
+                        break;
+                    }
+                    if (!next->has_value()) {
+                        more = false;
+                        break;
+                    }
+                    frames.push_back(**next);
+                }
+                if (frames.size() > 1 && self->transport_.on_frames_ahead_) {
+                    self->transport_.on_frames_ahead_(frames);
+                }
+                for (const FrameView& frame : frames) {
+                    ++self->transport_.stats_.tcp_frames_received;
+                    if (self->transport_.on_frame_) self->transport_.on_frame_(self, frame);
+                    if (!self->open()) {
+                        self->handling_read_ = false;
+                        return;
+                    }
                 }
             }
             self->handling_read_ = false;

@@ -111,7 +111,11 @@ private:
     Transport& transport_;
     FrameReader reader_;
     std::vector<char> buffer_;
-    std::vector<FrameView> frames_;  // of the read being handled (views into reader_)
+    // Frames of the read being handled (views into reader_), at most kFramesAheadMax at a time:
+    // enough for on_frames_ahead's prefetch to overlap its misses, and a bounded buffer per
+    // connection however many small frames one read brings.
+    static constexpr std::size_t kFramesAheadMax = 32;
+    std::vector<FrameView> frames_;
     // Counts a frame about to be queued; fails the connection (false) when the queue holds
     // connection_queue_frames_max frames already.
     bool admit_frame();
@@ -158,9 +162,9 @@ public:
 
     // Starts the receive and accept loops.
     void start(EnvelopeHandler on_envelope, FrameHandler on_frame);
-    // Called with the frames of one read of a connection, when it delivered more than one,
-    // before on_frame sees them one by one: to start loading what they will need (Node
-    // prefetches their keys' cache entries). It must not send, close or keep the views.
+    // Called with the frames of one read of a connection (up to 32 at a time), when there is
+    // more than one, before on_frame sees them one by one: to start loading what they will need
+    // (Node prefetches their keys' cache entries). It must not send, close or keep the views.
     using FramesAheadHandler = std::function<void(const std::vector<FrameView>& frames)>;
     void on_frames_ahead(FramesAheadHandler handler) { on_frames_ahead_ = std::move(handler); }
     // Sends a protocol envelope over UDP to envelope.to_address. Failures are counted, not

@@ -247,9 +247,9 @@ TEST_F(PeerPoolTest, AConnectionThatDoesNotReadIsDroppedAtItsQueueBound) {
 }
 
 TEST_F(PeerPoolTest, TheFramesOfOneReadAreShownAheadThenHandledAndABadOneEndsThem) {
-    // Five requests and then bytes that are no frame, written before the server reads: one
-    // read. on_frames_ahead sees the five first, then on_frame each in order, and only then is
-    // the connection dropped for the bad bytes.
+    // 40 requests and then bytes that are no frame, written before the server reads: one read.
+    // on_frames_ahead sees the first 32, then on_frame each of them in order, then the same
+    // for the other 8, and only then is the connection dropped for the bad bytes.
     auto server = open_server(TransportOptions{});
     ASSERT_TRUE(server) << server.error().message();
     std::vector<std::string> log;
@@ -267,18 +267,26 @@ TEST_F(PeerPoolTest, TheFramesOfOneReadAreShownAheadThenHandledAndABadOneEndsThe
     });
     asio::ip::tcp::socket client(io_);
     client.connect({asio::ip::make_address("127.0.0.1"), (*server)->port()});
+    constexpr int kFrames = 40;
+    constexpr int kAheadMax = 32;
     std::string bytes;
-    for (int i = 0; i < 5; ++i) {
+    for (int i = 0; i < kFrames; ++i) {
         bytes += encode_message_frame(
             kEchoRequest, EchoMessage{std::uint64_t(i + 1), std::to_string(i)}, nullptr);
     }
     bytes += std::string(32, 'X');
     asio::write(client, asio::buffer(bytes));
     ASSERT_TRUE(run_until([&] { return (*server)->stats().tcp_connections_dropped == 1; }));
-    const std::vector<std::string> expected{"ahead 0 1 2 3 4", "frame 0", "frame 1",
-                                            "frame 2",         "frame 3", "frame 4"};
+    std::vector<std::string> expected;
+    for (int first = 0; first < kFrames; first += kAheadMax) {
+        const int end = std::min(kFrames, first + kAheadMax);
+        std::string ahead = "ahead";
+        for (int i = first; i < end; ++i) ahead += " " + std::to_string(i);
+        expected.push_back(ahead);
+        for (int i = first; i < end; ++i) expected.push_back("frame " + std::to_string(i));
+    }
     EXPECT_EQ(log, expected);
-    EXPECT_EQ((*server)->stats().tcp_frames_received, 5u);
+    EXPECT_EQ((*server)->stats().tcp_frames_received, std::uint64_t{kFrames});
     EXPECT_EQ((*server)->stats().frames_dropped, 1u);
 }
 
